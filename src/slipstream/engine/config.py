@@ -1,0 +1,42 @@
+"""Frozen engine configuration: what the scheduler, KV cache and runner are built from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    """Paged KV cache shape.
+
+    `num_blocks` fixes the pool size (tests use tiny pools to force preemption); when it is
+    None the runner sizes the pool from `kv_cache_memory_gib`.
+    """
+
+    block_size: int = 16
+    num_blocks: int | None = None
+    kv_cache_memory_gib: float = 1.0
+    enable_prefix_caching: bool = True
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    """Token-budget scheduler limits (vLLM V1 style: one budget for prefill and decode)."""
+
+    max_num_batched_tokens: int = 512
+    max_num_seqs: int = 64
+    # Prompts longer than this are chunked even when the budget would allow more, so a
+    # long prompt cannot stall running decodes for a whole step.
+    long_prefill_token_threshold: int = 0
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    model: str = "smollm2-135m"
+    dtype: str = "auto"  # auto | float32 | bfloat16 | float16
+    device: str = "auto"  # auto | cpu | cuda
+    max_model_len: int | None = None  # None: the model's own context length (capped at 8192)
+    seed: int = 0
+    num_threads: int | None = None  # torch intra-op threads on CPU; None: all cores
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)

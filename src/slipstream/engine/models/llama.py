@@ -1,0 +1,158 @@
+"""Llama-family decoder over a flattened token batch and a paged KV cache.
+
+Covers Llama 2/3 (and SmolLM2), Mistral, Qwen2 (qkv bias) and Qwen3 (per-head q/k RMSNorm).
+Weights arrive with Hugging Face names; q/k/v and gate/up are fused at load so a layer runs
+four matmuls instead of seven. Plain tensors and functional ops (no nn.Module per layer)
+keep the per-step Python overhead low, which dominates small models on CPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from slipstream.engine.attention.metadata import AttentionMetadata
+from slipstream.engine.attention.torch_paged import TorchPagedAttention
+from slipstream.engine.layers.rotary import RotaryEmbedding
+from slipstream.engine.loader import ModelSpec
+
+SUPPORTED_ARCHITECTURES = ("llama", "mistral", "qwen2", "qwen3")
+
+
+@dataclass
+class LayerWeights:
+    input_norm: torch.Tensor
+    qkv: torch.Tensor
+    qkv_bias: torch.Tensor | None
+    q_norm: torch.Tensor | None
+    k_norm: torch.Tensor | None
+    o: torch.Tensor
+    post_norm: torch.Tensor
+    gate_up: torch.Tensor
+    down: torch.Tensor
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """Float32 statistics, result cast back: matches Hugging Face's LlamaRMSNorm."""
+    dtype = x.dtype
+    h = x.to(torch.float32)
+    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * h.to(dtype)
+
+
+class LlamaModel:
+    def __init__(
+        self,
+        spec: ModelSpec,
+        weights: dict[str, torch.Tensor],
+        device: torch.device,
+        dtype: torch.dtype,
+        max_positions: int,
+    ) -> None:
+        if spec.architecture not in SUPPORTED_ARCHITECTURES:
+            raise ValueError(
+                f"unsupported architecture {spec.architecture!r}; "
+                f"supported: {', '.join(SUPPORTED_ARCHITECTURES)}"
+            )
+        self.spec = spec
+        self.device = device
+        self.dtype = dtype
+        self.eps = spec.rms_norm_eps
+        self.num_heads = spec.num_heads
+        self.num_kv_heads = spec.num_kv_heads
+        self.head_dim = spec.head_dim
+        self.q_size = spec.num_heads * spec.head_dim
+        self.kv_size = spec.num_kv_heads * spec.head_dim
+
+        def take(name: str) -> torch.Tensor:
+            if name not in weights:
+                raise ValueError(f"model weights are missing tensor {name!r}")
+            return weights[name].to(device=device, dtype=dtype).contiguous()
+
+        def maybe(name: str) -> torch.Tensor | None:
+            return take(name) if name in weights else None
+
+        self.embed = take("model.embed_tokens.weight")
+        self.norm = take("model.norm.weight")
+        if "lm_head.weight" in weights and not spec.tie_word_embeddings:
+            self.lm_head = take("lm_head.weight")
+        elif "lm_head.weight" in weights:
+            self.lm_head = take("lm_head.weight")
+        else:
+            self.lm_head = self.embed
+        self.layers: list[LayerWeights] = []
+        for i in range(spec.num_layers):
+            p = f"model.layers.{i}."
+            a = p + "self_attn."
+            bias = None
+            if spec.attention_bias or (a + "q_proj.bias") in weights:
+                bias = torch.cat(
+                    [take(a + "q_proj.bias"), take(a + "k_proj.bias"), take(a + "v_proj.bias")]
+                )
+            self.layers.append(
+                LayerWeights(
+                    input_norm=take(p + "input_layernorm.weight"),
+                    qkv=torch.cat(
+                        [take(a + "q_proj.weight"), take(a + "k_proj.weight"), take(a + "v_proj.weight")]
+                    ),
+                    qkv_bias=bias,
+                    q_norm=maybe(a + "q_norm.weight") if spec.qk_norm else None,
+                    k_norm=maybe(a + "k_norm.weight") if spec.qk_norm else None,
+                    o=take(a + "o_proj.weight"),
+                    post_norm=take(p + "post_attention_layernorm.weight"),
+                    gate_up=torch.cat([take(p + "mlp.gate_proj.weight"), take(p + "mlp.up_proj.weight")]),
+                    down=take(p + "mlp.down_proj.weight"),
+                )
+            )
+        self.intermediate = spec.intermediate_size
+        self.rotary = RotaryEmbedding(
+            spec.head_dim,
+            max_positions,
+            spec.rope_theta,
+            None if spec.rope_freq_factors else spec.rope_scaling,
+            device,
+            dtype,
+            spec.rope_freq_factors,
+        )
+        self.attn = TorchPagedAttention(spec.num_heads, spec.num_kv_heads, spec.head_dim)
+
+    def kv_bytes_per_token(self, dtype: torch.dtype) -> int:
+        elem = torch.empty((), dtype=dtype).element_size()
+        return 2 * self.spec.num_layers * self.kv_size * elem
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        positions: torch.Tensor,
+        kv_caches: list[tuple[torch.Tensor, torch.Tensor]],
+        meta: AttentionMetadata,
+    ) -> torch.Tensor:
+        """Hidden states [T, hidden] after the final norm."""
+        x = F.embedding(input_ids, self.embed)
+        cos, sin = self.rotary.tables(positions)
+        t = x.shape[0]
+        for layer, (k_cache, v_cache) in zip(self.layers, kv_caches, strict=True):
+            h = rms_norm(x, layer.input_norm, self.eps)
+            qkv = F.linear(h, layer.qkv, layer.qkv_bias)
+            q, k, v = qkv.split([self.q_size, self.kv_size, self.kv_size], dim=-1)
+            q = q.reshape(t, self.num_heads, self.head_dim)
+            k = k.reshape(t, self.num_kv_heads, self.head_dim)
+            v = v.reshape(t, self.num_kv_heads, self.head_dim)
+            if layer.q_norm is not None and layer.k_norm is not None:
+                q = rms_norm(q, layer.q_norm, self.eps)
+                k = rms_norm(k, layer.k_norm, self.eps)
+            q = self.rotary.apply(q, cos, sin)
+            k = self.rotary.apply(k, cos, sin)
+            self.attn.store(k, v, k_cache, v_cache, meta)
+            o = self.attn.forward(q, k_cache, v_cache, meta)
+            x = x + F.linear(o.reshape(t, self.q_size), layer.o)
+            h = rms_norm(x, layer.post_norm, self.eps)
+            gu = F.linear(h, layer.gate_up)
+            g, u = gu.split(self.intermediate, dim=-1)
+            x = x + F.linear(F.silu(g) * u, layer.down)
+        return rms_norm(x, self.norm, self.eps)
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return F.linear(hidden, self.lm_head).float()
