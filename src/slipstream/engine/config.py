@@ -38,5 +38,8 @@ class EngineConfig:
     max_model_len: int | None = None  # None: the model's own context length (capped at 8192)
     seed: int = 0
     num_threads: int | None = None  # torch intra-op threads on CPU; None: all cores
+    # auto: the C++ paged decode kernel on CPU when it builds, else the torch reference;
+    # torch: always the reference; cpu_kernel: the kernel or fail.
+    attention_backend: str = "auto"
     cache: CacheConfig = field(default_factory=CacheConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)

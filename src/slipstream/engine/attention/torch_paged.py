@@ -1,7 +1,9 @@
-"""Reference attention backend in plain torch: gather K/V from the paged cache, then SDPA.
+"""Attention over the paged KV cache.
 
-Works on any device. The KV cache of one layer is a flat [num_slots, kv_heads, head_dim]
-tensor for K and one for V; slot = block_id * block_size + offset.
+The KV cache of one layer is a [num_blocks, block_size, kv_heads, head_dim] tensor for K and one
+for V. Prefill chunks gather their blocks and run SDPA (GEMM-shaped work, which SDPA does well).
+Decode tokens use the C++ paged kernel on CPU when it is available (it reads K/V in place),
+otherwise this file's plain torch reference: gather whole blocks, mask the tail, SDPA.
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ from slipstream.engine.attention.metadata import AttentionMetadata
 
 
 class TorchPagedAttention:
-    def __init__(self, num_heads: int, num_kv_heads: int, head_dim: int) -> None:
+    def __init__(self, num_heads: int, num_kv_heads: int, head_dim: int, use_cpu_kernel: bool = False) -> None:
         self.num_heads = num_heads
         self.num_kv_heads = num_kv_heads
         self.head_dim = head_dim
         self.scale = head_dim**-0.5
         self.gqa = num_heads != num_kv_heads
+        self.use_cpu_kernel = use_cpu_kernel
 
     def store(
         self,
@@ -28,8 +31,9 @@ class TorchPagedAttention:
         v_cache: torch.Tensor,
         meta: AttentionMetadata,
     ) -> None:
-        k_cache.index_copy_(0, meta.slot_mapping, k)
-        v_cache.index_copy_(0, meta.slot_mapping, v)
+        kh, d = k_cache.shape[2], k_cache.shape[3]
+        k_cache.view(-1, kh, d).index_copy_(0, meta.slot_mapping, k)
+        v_cache.view(-1, kh, d).index_copy_(0, meta.slot_mapping, v)
 
     def forward(
         self,
@@ -41,19 +45,15 @@ class TorchPagedAttention:
         out = torch.empty_like(q)
         b = meta.num_decode
         if b:
-            assert meta.decode_slots is not None and meta.decode_mask is not None
-            qd = q[:b].unsqueeze(2)  # [B, H, 1, D]
-            kd = k_cache[meta.decode_slots].transpose(1, 2)  # [B, Hkv, L, D]
-            vd = v_cache[meta.decode_slots].transpose(1, 2)
-            od = F.scaled_dot_product_attention(
-                qd, kd, vd, attn_mask=meta.decode_mask, scale=self.scale, enable_gqa=self.gqa
-            )
-            out[:b] = od.squeeze(2)
+            out[:b] = self.decode(q[:b], k_cache, v_cache, meta)
         for chunk in meta.prefills:
             s, e = chunk.token_start, chunk.token_start + chunk.num_tokens
+            ctx = chunk.context_len
+            kp = k_cache.index_select(0, chunk.block_ids).flatten(0, 1)[:ctx]  # [L, Hkv, D]
+            vp = v_cache.index_select(0, chunk.block_ids).flatten(0, 1)[:ctx]
             qp = q[s:e].transpose(0, 1).unsqueeze(0)  # [1, H, n, D]
-            kp = k_cache[chunk.context_slots].transpose(0, 1).unsqueeze(0)  # [1, Hkv, L, D]
-            vp = v_cache[chunk.context_slots].transpose(0, 1).unsqueeze(0)
+            kp = kp.transpose(0, 1).unsqueeze(0)
+            vp = vp.transpose(0, 1).unsqueeze(0)
             if chunk.mask is None:
                 op = F.scaled_dot_product_attention(
                     qp, kp, vp, is_causal=True, scale=self.scale, enable_gqa=self.gqa
@@ -64,3 +64,32 @@ class TorchPagedAttention:
                 )
             out[s:e] = op.squeeze(0).transpose(0, 1)
         return out
+
+    def decode(
+        self, q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, meta: AttentionMetadata
+    ) -> torch.Tensor:
+        assert meta.decode_block_tables is not None and meta.decode_seq_lens is not None
+        if self.use_cpu_kernel:
+            return torch.ops.slipstream_cpu.paged_decode(
+                q.contiguous(), k_cache, v_cache, meta.decode_block_tables, meta.decode_seq_lens, self.scale
+            )
+        return self.decode_reference(q, k_cache, v_cache, meta)
+
+    def decode_reference(
+        self, q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, meta: AttentionMetadata
+    ) -> torch.Tensor:
+        assert meta.decode_block_tables is not None and meta.decode_seq_lens is not None
+        tables = meta.decode_block_tables
+        nb, bsz = tables.shape[0], tables.shape[1] * k_cache.shape[1]
+        kd = k_cache.index_select(0, tables.view(-1)).view(nb, bsz, self.num_kv_heads, self.head_dim)
+        vd = v_cache.index_select(0, tables.view(-1)).view(nb, bsz, self.num_kv_heads, self.head_dim)
+        visible = torch.arange(bsz, device=q.device).unsqueeze(0) < meta.decode_seq_lens.unsqueeze(1)
+        od = F.scaled_dot_product_attention(
+            q.unsqueeze(2),
+            kd.transpose(1, 2),
+            vd.transpose(1, 2),
+            attn_mask=visible[:, None, None, :],
+            scale=self.scale,
+            enable_gqa=self.gqa,
+        )
+        return od.squeeze(2)

@@ -50,6 +50,7 @@ class LlamaModel:
         device: torch.device,
         dtype: torch.dtype,
         max_positions: int,
+        use_cpu_kernel: bool = False,
     ) -> None:
         if spec.architecture not in SUPPORTED_ARCHITECTURES:
             raise ValueError(
@@ -116,7 +117,9 @@ class LlamaModel:
             dtype,
             spec.rope_freq_factors,
         )
-        self.attn = TorchPagedAttention(spec.num_heads, spec.num_kv_heads, spec.head_dim)
+        self.attn = TorchPagedAttention(
+            spec.num_heads, spec.num_kv_heads, spec.head_dim, use_cpu_kernel=use_cpu_kernel
+        )
 
     def kv_bytes_per_token(self, dtype: torch.dtype) -> int:
         elem = torch.empty((), dtype=dtype).element_size()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from slipstream.engine.attention.cpu_kernels import load_cpu_kernels
 from slipstream.engine.attention.metadata import build_metadata
 from slipstream.engine.config import EngineConfig
 from slipstream.engine.loader import LoadedModel
@@ -24,19 +25,27 @@ class ModelRunner:
         if self.device.type == "cpu" and config.num_threads:
             torch.set_num_threads(config.num_threads)
         self.block_size = config.cache.block_size
-        self.model = LlamaModel(loaded.spec, loaded.weights, self.device, self.dtype, max_model_len)
+        use_kernel = self.device.type == "cpu" and config.attention_backend in ("auto", "cpu_kernel")
+        if use_kernel:
+            use_kernel = load_cpu_kernels()
+            if not use_kernel and config.attention_backend == "cpu_kernel":
+                raise RuntimeError("attention_backend='cpu_kernel' was requested but it failed to build")
+        self.attention_backend = "cpu_kernel" if use_kernel else "torch"
+        self.model = LlamaModel(
+            loaded.spec, loaded.weights, self.device, self.dtype, max_model_len, use_cpu_kernel=use_kernel
+        )
         per_token = self.model.kv_bytes_per_token(self.dtype)
         if config.cache.num_blocks is not None:
             self.num_blocks = config.cache.num_blocks
         else:
             budget = int(config.cache.kv_cache_memory_gib * (1 << 30))
             self.num_blocks = max(1, budget // (per_token * self.block_size))
-        slots = self.num_blocks * self.block_size
         spec = loaded.spec
+        shape = (self.num_blocks, self.block_size, spec.num_kv_heads, spec.head_dim)
         self.kv_caches = [
             (
-                torch.zeros(slots, spec.num_kv_heads, spec.head_dim, device=self.device, dtype=self.dtype),
-                torch.zeros(slots, spec.num_kv_heads, spec.head_dim, device=self.device, dtype=self.dtype),
+                torch.zeros(shape, device=self.device, dtype=self.dtype),
+                torch.zeros(shape, device=self.device, dtype=self.dtype),
             )
             for _ in range(spec.num_layers)
         ]

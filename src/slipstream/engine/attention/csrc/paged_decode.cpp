@@ -1,0 +1,157 @@
+// Paged decode attention for CPU: one new query token per sequence, keys and values read in
+// place from the block-paged KV cache (no gather copy). Work is split over (sequence, kv head)
+// pairs; every K/V row loaded is used by all query heads of its GQA group.
+//
+// Reference: slipstream/engine/attention/torch_paged.py (gather + SDPA); tests compare both.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+namespace {
+
+#include <cstdint>
+#include <cstring>
+
+// Widen one row of D elements to float. The bf16 case is a plain 16-bit shift so the compiler
+// vectorises it (c10::BFloat16's conversion operator does not).
+template <typename T>
+inline void load_row(const T* src, float* dst, int64_t D) {
+  for (int64_t d = 0; d < D; ++d) dst[d] = static_cast<float>(src[d]);
+}
+template <>
+inline void load_row<float>(const float* src, float* dst, int64_t D) {
+  std::memcpy(dst, src, D * sizeof(float));
+}
+template <>
+inline void load_row<at::BFloat16>(const at::BFloat16* src, float* dst, int64_t D) {
+  const uint16_t* s = reinterpret_cast<const uint16_t*>(src);
+  uint32_t* o = reinterpret_cast<uint32_t*>(dst);
+#pragma omp simd
+  for (int64_t d = 0; d < D; ++d) o[d] = static_cast<uint32_t>(s[d]) << 16;
+}
+template <typename T>
+inline float to_f(T v) { return static_cast<float>(v); }
+
+// DC > 0 fixes the head dim at compile time (64 and 128 cover most models) so the row loops
+// unroll and vectorise fully; DC == 0 is the generic fallback.
+template <typename scalar_t, int64_t DC>
+void decode_kernel(const at::Tensor& q, const at::Tensor& k_cache, const at::Tensor& v_cache,
+                   const at::Tensor& block_tables, const at::Tensor& seq_lens, double scale,
+                   at::Tensor& out) {
+  const int64_t B = q.size(0), H = q.size(1);
+  const int64_t D = DC > 0 ? DC : q.size(2);
+  const int64_t BS = k_cache.size(1), KVH = k_cache.size(2);
+  const int64_t G = H / KVH;
+  const int64_t max_blocks = block_tables.size(1);
+  const scalar_t* qp = q.data_ptr<scalar_t>();
+  const scalar_t* kp = k_cache.data_ptr<scalar_t>();
+  const scalar_t* vp = v_cache.data_ptr<scalar_t>();
+  const int64_t* tp = block_tables.data_ptr<int64_t>();
+  const int64_t* lp = seq_lens.data_ptr<int64_t>();
+  scalar_t* op = out.data_ptr<scalar_t>();
+  const float fscale = static_cast<float>(scale);
+  const int64_t row = KVH * D;  // elements between consecutive positions inside a block
+
+  at::parallel_for(0, B * KVH, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> qf(G * D), acc(G * D), scores, kv(D);
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t b = item / KVH, h = item % KVH;
+      const int64_t L = lp[b];
+      scores.assign(G * L, 0.f);
+      for (int64_t g = 0; g < G; ++g)
+        for (int64_t d = 0; d < D; ++d)
+          qf[g * D + d] = to_f(qp[(b * H + h * G + g) * D + d]) * fscale;
+      std::vector<float> mx(G, -INFINITY);
+      for (int64_t pos = 0; pos < L; ++pos) {
+        const int64_t blk = tp[b * max_blocks + pos / BS];
+        const scalar_t* kr = kp + (blk * BS + pos % BS) * row + h * D;
+        load_row(kr, kv.data(), D);
+        for (int64_t g = 0; g < G; ++g) {
+          const float* qg = qf.data() + g * D;
+          float s = 0.f;
+#pragma omp simd reduction(+ : s)
+          for (int64_t d = 0; d < D; ++d) s += qg[d] * kv[d];
+          scores[g * L + pos] = s;
+          mx[g] = std::max(mx[g], s);
+        }
+      }
+      std::vector<float> sum(G, 0.f);
+      for (int64_t g = 0; g < G; ++g) {
+        float* sg = scores.data() + g * L;
+        const float m = mx[g];
+        float total = 0.f;
+#pragma omp simd reduction(+ : total)
+        for (int64_t pos = 0; pos < L; ++pos) {
+          sg[pos] = std::exp(sg[pos] - m);
+          total += sg[pos];
+        }
+        sum[g] = total;
+      }
+      std::fill(acc.begin(), acc.end(), 0.f);
+      for (int64_t pos = 0; pos < L; ++pos) {
+        const int64_t blk = tp[b * max_blocks + pos / BS];
+        const scalar_t* vr = vp + (blk * BS + pos % BS) * row + h * D;
+        load_row(vr, kv.data(), D);
+        for (int64_t g = 0; g < G; ++g) {
+          const float p = scores[g * L + pos];
+          float* ag = acc.data() + g * D;
+#pragma omp simd
+          for (int64_t d = 0; d < D; ++d) ag[d] += p * kv[d];
+        }
+      }
+      for (int64_t g = 0; g < G; ++g) {
+        const float inv = 1.f / sum[g];
+        scalar_t* o = op + (b * H + h * G + g) * D;
+        for (int64_t d = 0; d < D; ++d) o[d] = static_cast<scalar_t>(acc[g * D + d] * inv);
+      }
+    }
+  });
+}
+
+template <typename scalar_t>
+void dispatch_dim(int64_t d, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                  const at::Tensor& bt, const at::Tensor& sl, double scale, at::Tensor& out) {
+  if (d == 64) {
+    decode_kernel<scalar_t, 64>(q, k, v, bt, sl, scale, out);
+  } else if (d == 128) {
+    decode_kernel<scalar_t, 128>(q, k, v, bt, sl, scale, out);
+  } else {
+    decode_kernel<scalar_t, 0>(q, k, v, bt, sl, scale, out);
+  }
+}
+
+at::Tensor paged_decode(const at::Tensor& q, const at::Tensor& k_cache, const at::Tensor& v_cache,
+                        const at::Tensor& block_tables, const at::Tensor& seq_lens, double scale) {
+  TORCH_CHECK(q.dim() == 3 && k_cache.dim() == 4 && v_cache.dim() == 4, "bad ranks");
+  TORCH_CHECK(q.is_contiguous() && k_cache.is_contiguous() && v_cache.is_contiguous(),
+              "inputs must be contiguous");
+  TORCH_CHECK(block_tables.scalar_type() == at::kLong && seq_lens.scalar_type() == at::kLong,
+              "block_tables and seq_lens must be int64");
+  TORCH_CHECK(q.size(1) % k_cache.size(2) == 0, "heads must be a multiple of kv heads");
+  auto out = at::empty_like(q);
+  auto bt = block_tables.contiguous();
+  auto sl = seq_lens.contiguous();
+  const int64_t d = q.size(2);
+  if (q.scalar_type() == at::kFloat) {
+    dispatch_dim<float>(d, q, k_cache, v_cache, bt, sl, scale, out);
+  } else if (q.scalar_type() == at::kBFloat16) {
+    dispatch_dim<at::BFloat16>(d, q, k_cache, v_cache, bt, sl, scale, out);
+  } else if (q.scalar_type() == at::kHalf) {
+    dispatch_dim<at::Half>(d, q, k_cache, v_cache, bt, sl, scale, out);
+  } else {
+    TORCH_CHECK(false, "unsupported dtype");
+  }
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY(slipstream_cpu, m) {
+  m.def("paged_decode(Tensor q, Tensor k_cache, Tensor v_cache, Tensor block_tables, Tensor seq_lens, float scale) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(slipstream_cpu, CPU, m) { m.impl("paged_decode", &paged_decode); }
