@@ -29,6 +29,8 @@ def test_kernel_matches_reference(dtype: torch.dtype, heads: int, kv_heads: int)
     meta = build_metadata(decode, [], block_size, torch.device("cpu"))
     q = torch.randn(len(lens), heads, d, dtype=dtype)
     ref = TorchPagedAttention(heads, kv_heads, d).decode_reference(q, k_cache, v_cache, meta)
-    got = TorchPagedAttention(heads, kv_heads, d, use_cpu_kernel=True).decode(q, k_cache, v_cache, meta)
+    got = TorchPagedAttention(heads, kv_heads, d, use_cpu_kernel=True).decode(
+        q, k_cache, v_cache, meta
+    )
     tol = 1e-5 if dtype == torch.float32 else 2e-2
     torch.testing.assert_close(got.float(), ref.float(), atol=tol, rtol=tol)

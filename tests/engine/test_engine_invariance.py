@@ -25,13 +25,22 @@ def make_prompts(n: int, vocab: int, seed: int = 0) -> list[list[int]]:
     return prompts
 
 
-def engine(model: Path | str, *, blocks: int = 512, budget: int = 512, prefix: bool = True,
-           block_size: int = 16, max_seqs: int = 64) -> LLMEngine:
+def engine(
+    model: Path | str,
+    *,
+    blocks: int = 512,
+    budget: int = 512,
+    prefix: bool = True,
+    block_size: int = 16,
+    max_seqs: int = 64,
+) -> LLMEngine:
     return LLMEngine(
         EngineConfig(
             model=str(model),
             dtype="float32",
-            cache=CacheConfig(block_size=block_size, num_blocks=blocks, enable_prefix_caching=prefix),
+            cache=CacheConfig(
+                block_size=block_size, num_blocks=blocks, enable_prefix_caching=prefix
+            ),
             scheduler=SchedulerConfig(max_num_batched_tokens=budget, max_num_seqs=max_seqs),
         )
     )
@@ -51,7 +60,9 @@ def test_batch_of_32_equals_one_at_a_time(tiny_llama_dir: Path, reference) -> No
 
 
 @pytest.mark.parametrize("prefix", [True, False])
-def test_prefix_caching_does_not_change_output(tiny_llama_dir: Path, reference, prefix: bool) -> None:
+def test_prefix_caching_does_not_change_output(
+    tiny_llama_dir: Path, reference, prefix: bool
+) -> None:
     prompts, solo = reference
     eng = engine(tiny_llama_dir, prefix=prefix)
     # Run twice: the second pass hits the prefix cache when it is on.
@@ -94,7 +105,9 @@ def test_smollm2_batch_and_cache_invariance() -> None:
         "What is the boiling point of water in Celsius?",
     ]
     prompts = [
-        tok.encode(tok.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True))
+        tok.encode(
+            tok.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True)
+        )
         for q in questions
     ]
     params = SamplingParams(temperature=0.0, max_tokens=16, ignore_eos=True)

@@ -49,10 +49,14 @@ def hf_greedy(model_dir: Path, prompt: list[int], n: int) -> tuple[list[int], li
 def engine_for(model: str | Path, **kw: object) -> LLMEngine:
     cache = kw.pop("cache", CacheConfig(num_blocks=256))
     sched = kw.pop("scheduler", SchedulerConfig())
-    return LLMEngine(EngineConfig(model=str(model), dtype="float32", cache=cache, scheduler=sched, **kw))  # type: ignore[arg-type]
+    return LLMEngine(
+        EngineConfig(model=str(model), dtype="float32", cache=cache, scheduler=sched, **kw)
+    )  # type: ignore[arg-type]
 
 
-def run_with_logprobs(engine: LLMEngine, prompts: list[list[int]], n: int) -> list[tuple[list[int], list[float]]]:
+def run_with_logprobs(
+    engine: LLMEngine, prompts: list[list[int]], n: int
+) -> list[tuple[list[int], list[float]]]:
     params = SamplingParams(temperature=0.0, max_tokens=n, ignore_eos=True, logprobs=0)
     ids = [f"p{i}" for i in range(len(prompts))]
     for rid, p in zip(ids, prompts, strict=True):
@@ -96,8 +100,12 @@ def test_smollm2_gguf_matches_transformers() -> None:
     n = 20
     with torch.no_grad():
         out = model.generate(
-            torch.tensor([prompt]), max_new_tokens=n, min_new_tokens=n, do_sample=False,
-            eos_token_id=None, pad_token_id=0,
+            torch.tensor([prompt]),
+            max_new_tokens=n,
+            min_new_tokens=n,
+            do_sample=False,
+            eos_token_id=None,
+            pad_token_id=0,
         )
         logits = model(out).logits[0].float()
     ref = out[0, len(prompt) :].tolist()

@@ -75,7 +75,9 @@ def test_seeded_rows_repeat_whatever_the_batch() -> None:
     seq_alone = []
     for _ in range(30):
         seq_alone.append(
-            Sampler(torch.device("cpu")).sample(LOGITS.clone(), [SampleRow(params, [0], [], g)])[0].token_id
+            Sampler(torch.device("cpu"))
+            .sample(LOGITS.clone(), [SampleRow(params, [0], [], g)])[0]
+            .token_id
         )
     g2 = torch.Generator()
     g2.manual_seed(7)
@@ -94,16 +96,24 @@ def test_seeded_rows_repeat_whatever_the_batch() -> None:
 def test_repetition_penalty_discourages_seen_tokens() -> None:
     s = Sampler(torch.device("cpu"))
     logits = torch.tensor([[1.0, 3.0, 2.9, 0.5, -1.0]])
-    [tok] = s.sample(logits.clone(), [row(SamplingParams(temperature=0.0, repetition_penalty=1.5), out=[1])])
+    [tok] = s.sample(
+        logits.clone(), [row(SamplingParams(temperature=0.0, repetition_penalty=1.5), out=[1])]
+    )
     assert tok.token_id == 2
 
 
 def test_frequency_and_presence_penalties() -> None:
     s = Sampler(torch.device("cpu"))
     logits = torch.tensor([[1.0, 3.0, 2.0, 0.5, -1.0]])
-    [tok] = s.sample(logits.clone(), [row(SamplingParams(temperature=0.0, frequency_penalty=0.6), out=[1, 1])])
+    [tok] = s.sample(
+        logits.clone(), [row(SamplingParams(temperature=0.0, frequency_penalty=0.6), out=[1, 1])]
+    )
     assert tok.token_id == 2  # 3.0 - 2*0.6 = 1.8 < 2.0
-    [tok] = s.sample(logits.clone(), [row(SamplingParams(temperature=0.0, presence_penalty=1.5), out=[1, 1])])
+    [tok] = s.sample(
+        logits.clone(), [row(SamplingParams(temperature=0.0, presence_penalty=1.5), out=[1, 1])]
+    )
     assert tok.token_id == 2  # 3.0 - 1.5 = 1.5 < 2.0
-    [tok] = s.sample(logits.clone(), [row(SamplingParams(temperature=0.0, presence_penalty=0.5), out=[1, 1])])
+    [tok] = s.sample(
+        logits.clone(), [row(SamplingParams(temperature=0.0, presence_penalty=0.5), out=[1, 1])]
+    )
     assert tok.token_id == 1

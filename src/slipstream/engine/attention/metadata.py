@@ -54,7 +54,9 @@ def build_metadata(
     offset = num_decode
     for blocks, start, n in prefill:
         end = start + n
-        slot_mapping.extend(blocks[p // block_size] * block_size + p % block_size for p in range(start, end))
+        slot_mapping.extend(
+            blocks[p // block_size] * block_size + p % block_size for p in range(start, end)
+        )
         mask = None
         if start > 0:
             q_pos = torch.arange(start, end, device=device).unsqueeze(1)

@@ -15,7 +15,9 @@ from slipstream.engine.attention.metadata import AttentionMetadata
 
 
 class TorchPagedAttention:
-    def __init__(self, num_heads: int, num_kv_heads: int, head_dim: int, use_cpu_kernel: bool = False) -> None:
+    def __init__(
+        self, num_heads: int, num_kv_heads: int, head_dim: int, use_cpu_kernel: bool = False
+    ) -> None:
         self.num_heads = num_heads
         self.num_kv_heads = num_kv_heads
         self.head_dim = head_dim
@@ -71,7 +73,12 @@ class TorchPagedAttention:
         assert meta.decode_block_tables is not None and meta.decode_seq_lens is not None
         if self.use_cpu_kernel:
             return torch.ops.slipstream_cpu.paged_decode(
-                q.contiguous(), k_cache, v_cache, meta.decode_block_tables, meta.decode_seq_lens, self.scale
+                q.contiguous(),
+                k_cache,
+                v_cache,
+                meta.decode_block_tables,
+                meta.decode_seq_lens,
+                self.scale,
             )
         return self.decode_reference(q, k_cache, v_cache, meta)
 
@@ -81,9 +88,15 @@ class TorchPagedAttention:
         assert meta.decode_block_tables is not None and meta.decode_seq_lens is not None
         tables = meta.decode_block_tables
         nb, bsz = tables.shape[0], tables.shape[1] * k_cache.shape[1]
-        kd = k_cache.index_select(0, tables.view(-1)).view(nb, bsz, self.num_kv_heads, self.head_dim)
-        vd = v_cache.index_select(0, tables.view(-1)).view(nb, bsz, self.num_kv_heads, self.head_dim)
-        visible = torch.arange(bsz, device=q.device).unsqueeze(0) < meta.decode_seq_lens.unsqueeze(1)
+        kd = k_cache.index_select(0, tables.view(-1)).view(
+            nb, bsz, self.num_kv_heads, self.head_dim
+        )
+        vd = v_cache.index_select(0, tables.view(-1)).view(
+            nb, bsz, self.num_kv_heads, self.head_dim
+        )
+        visible = torch.arange(bsz, device=q.device).unsqueeze(0) < meta.decode_seq_lens.unsqueeze(
+            1
+        )
         od = F.scaled_dot_product_attention(
             q.unsqueeze(2),
             kd.transpose(1, 2),

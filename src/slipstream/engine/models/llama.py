@@ -77,12 +77,8 @@ class LlamaModel:
 
         self.embed = take("model.embed_tokens.weight")
         self.norm = take("model.norm.weight")
-        if "lm_head.weight" in weights and not spec.tie_word_embeddings:
-            self.lm_head = take("lm_head.weight")
-        elif "lm_head.weight" in weights:
-            self.lm_head = take("lm_head.weight")
-        else:
-            self.lm_head = self.embed
+        # Tied models ship no lm_head tensor and reuse the embedding matrix.
+        self.lm_head = take("lm_head.weight") if "lm_head.weight" in weights else self.embed
         self.layers: list[LayerWeights] = []
         for i in range(spec.num_layers):
             p = f"model.layers.{i}."
@@ -96,14 +92,20 @@ class LlamaModel:
                 LayerWeights(
                     input_norm=take(p + "input_layernorm.weight"),
                     qkv=torch.cat(
-                        [take(a + "q_proj.weight"), take(a + "k_proj.weight"), take(a + "v_proj.weight")]
+                        [
+                            take(a + "q_proj.weight"),
+                            take(a + "k_proj.weight"),
+                            take(a + "v_proj.weight"),
+                        ]
                     ),
                     qkv_bias=bias,
                     q_norm=maybe(a + "q_norm.weight") if spec.qk_norm else None,
                     k_norm=maybe(a + "k_norm.weight") if spec.qk_norm else None,
                     o=take(a + "o_proj.weight"),
                     post_norm=take(p + "post_attention_layernorm.weight"),
-                    gate_up=torch.cat([take(p + "mlp.gate_proj.weight"), take(p + "mlp.up_proj.weight")]),
+                    gate_up=torch.cat(
+                        [take(p + "mlp.gate_proj.weight"), take(p + "mlp.up_proj.weight")]
+                    ),
                     down=take(p + "mlp.down_proj.weight"),
                 )
             )

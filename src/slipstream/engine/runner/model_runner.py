@@ -25,14 +25,24 @@ class ModelRunner:
         if self.device.type == "cpu" and config.num_threads:
             torch.set_num_threads(config.num_threads)
         self.block_size = config.cache.block_size
-        use_kernel = self.device.type == "cpu" and config.attention_backend in ("auto", "cpu_kernel")
+        use_kernel = self.device.type == "cpu" and config.attention_backend in (
+            "auto",
+            "cpu_kernel",
+        )
         if use_kernel:
             use_kernel = load_cpu_kernels()
             if not use_kernel and config.attention_backend == "cpu_kernel":
-                raise RuntimeError("attention_backend='cpu_kernel' was requested but it failed to build")
+                raise RuntimeError(
+                    "attention_backend='cpu_kernel' was requested but it failed to build"
+                )
         self.attention_backend = "cpu_kernel" if use_kernel else "torch"
         self.model = LlamaModel(
-            loaded.spec, loaded.weights, self.device, self.dtype, max_model_len, use_cpu_kernel=use_kernel
+            loaded.spec,
+            loaded.weights,
+            self.device,
+            self.dtype,
+            max_model_len,
+            use_cpu_kernel=use_kernel,
         )
         per_token = self.model.kv_bytes_per_token(self.dtype)
         if config.cache.num_blocks is not None:
