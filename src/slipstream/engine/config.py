@@ -41,5 +41,9 @@ class EngineConfig:
     # auto: the C++ paged decode kernel on CPU when it builds, else the torch reference;
     # torch: always the reference; cpu_kernel: the kernel or fail.
     attention_backend: str = "auto"
+    # Steps with at most this many tokens use an int8 weight-only copy of the linear layers
+    # (CPU + bfloat16 only; bandwidth-bound decode reads half the bytes). None: auto
+    # (on for CPU bfloat16), 0: off.
+    int8_small_batch_rows: int | None = None
     cache: CacheConfig = field(default_factory=CacheConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)

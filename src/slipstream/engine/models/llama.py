@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from slipstream.engine.attention.metadata import AttentionMetadata
 from slipstream.engine.attention.torch_paged import TorchPagedAttention
+from slipstream.engine.layers.linear import Linear
 from slipstream.engine.layers.rotary import RotaryEmbedding
 from slipstream.engine.loader import ModelSpec
 
@@ -24,14 +25,13 @@ SUPPORTED_ARCHITECTURES = ("llama", "mistral", "qwen2", "qwen3")
 @dataclass
 class LayerWeights:
     input_norm: torch.Tensor
-    qkv: torch.Tensor
-    qkv_bias: torch.Tensor | None
+    qkv: Linear
     q_norm: torch.Tensor | None
     k_norm: torch.Tensor | None
-    o: torch.Tensor
+    o: Linear
     post_norm: torch.Tensor
-    gate_up: torch.Tensor
-    down: torch.Tensor
+    gate_up: Linear
+    down: Linear
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
@@ -51,6 +51,7 @@ class LlamaModel:
         dtype: torch.dtype,
         max_positions: int,
         use_cpu_kernel: bool = False,
+        int8_max_rows: int = 0,
     ) -> None:
         if spec.architecture not in SUPPORTED_ARCHITECTURES:
             raise ValueError(
@@ -78,7 +79,8 @@ class LlamaModel:
         self.embed = take("model.embed_tokens.weight")
         self.norm = take("model.norm.weight")
         # Tied models ship no lm_head tensor and reuse the embedding matrix.
-        self.lm_head = take("lm_head.weight") if "lm_head.weight" in weights else self.embed
+        head = take("lm_head.weight") if "lm_head.weight" in weights else self.embed
+        self.lm_head = Linear(head, None, int8_max_rows=int8_max_rows)
         self.layers: list[LayerWeights] = []
         for i in range(spec.num_layers):
             p = f"model.layers.{i}."
@@ -88,25 +90,22 @@ class LlamaModel:
                 bias = torch.cat(
                     [take(a + "q_proj.bias"), take(a + "k_proj.bias"), take(a + "v_proj.bias")]
                 )
+            qkv = torch.cat(
+                [take(a + "q_proj.weight"), take(a + "k_proj.weight"), take(a + "v_proj.weight")]
+            )
+            gate_up = torch.cat([take(p + "mlp.gate_proj.weight"), take(p + "mlp.up_proj.weight")])
             self.layers.append(
                 LayerWeights(
                     input_norm=take(p + "input_layernorm.weight"),
-                    qkv=torch.cat(
-                        [
-                            take(a + "q_proj.weight"),
-                            take(a + "k_proj.weight"),
-                            take(a + "v_proj.weight"),
-                        ]
-                    ),
-                    qkv_bias=bias,
+                    qkv=Linear(qkv, bias, int8_max_rows=int8_max_rows),
                     q_norm=maybe(a + "q_norm.weight") if spec.qk_norm else None,
                     k_norm=maybe(a + "k_norm.weight") if spec.qk_norm else None,
-                    o=take(a + "o_proj.weight"),
+                    o=Linear(take(a + "o_proj.weight"), None, int8_max_rows=int8_max_rows),
                     post_norm=take(p + "post_attention_layernorm.weight"),
-                    gate_up=torch.cat(
-                        [take(p + "mlp.gate_proj.weight"), take(p + "mlp.up_proj.weight")]
+                    gate_up=Linear(gate_up, None, int8_max_rows=int8_max_rows),
+                    down=Linear(
+                        take(p + "mlp.down_proj.weight"), None, int8_max_rows=int8_max_rows
                     ),
-                    down=take(p + "mlp.down_proj.weight"),
                 )
             )
         self.intermediate = spec.intermediate_size
@@ -140,7 +139,7 @@ class LlamaModel:
         t = x.shape[0]
         for layer, (k_cache, v_cache) in zip(self.layers, kv_caches, strict=True):
             h = rms_norm(x, layer.input_norm, self.eps)
-            qkv = F.linear(h, layer.qkv, layer.qkv_bias)
+            qkv = layer.qkv(h)
             q, k, v = qkv.split([self.q_size, self.kv_size, self.kv_size], dim=-1)
             q = q.reshape(t, self.num_heads, self.head_dim)
             k = k.reshape(t, self.num_kv_heads, self.head_dim)
@@ -152,12 +151,12 @@ class LlamaModel:
             k = self.rotary.apply(k, cos, sin)
             self.attn.store(k, v, k_cache, v_cache, meta)
             o = self.attn.forward(q, k_cache, v_cache, meta)
-            x = x + F.linear(o.reshape(t, self.q_size), layer.o)
+            x = x + layer.o(o.reshape(t, self.q_size))
             h = rms_norm(x, layer.post_norm, self.eps)
-            gu = F.linear(h, layer.gate_up)
+            gu = layer.gate_up(h)
             g, u = gu.split(self.intermediate, dim=-1)
-            x = x + F.linear(F.silu(g) * u, layer.down)
+            x = x + layer.down(F.silu(g) * u)
         return rms_norm(x, self.norm, self.eps)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        return F.linear(hidden, self.lm_head).float()
+        return self.lm_head(hidden).float()

@@ -11,11 +11,15 @@ import torch
 from slipstream.engine.attention.cpu_kernels import load_cpu_kernels
 from slipstream.engine.attention.metadata import build_metadata
 from slipstream.engine.config import EngineConfig
+from slipstream.engine.layers.linear import int8_kernel_available
 from slipstream.engine.loader import LoadedModel
 from slipstream.engine.models.llama import LlamaModel
 from slipstream.engine.runner.device import resolve_device, resolve_dtype
 from slipstream.engine.runner.sampler import Sampler, SampleRow
 from slipstream.engine.types import SampledToken, ScheduledSeq, StepPlan
+
+# Up to this many tokens per step the int8 weight-only path wins on CPU (measured crossover).
+INT8_AUTO_ROWS = 4
 
 
 class ModelRunner:
@@ -36,6 +40,12 @@ class ModelRunner:
                     "attention_backend='cpu_kernel' was requested but it failed to build"
                 )
         self.attention_backend = "cpu_kernel" if use_kernel else "torch"
+        rows = config.int8_small_batch_rows
+        if rows is None:
+            rows = INT8_AUTO_ROWS if int8_kernel_available(self.dtype, self.device) else 0
+        elif rows > 0 and not int8_kernel_available(self.dtype, self.device):
+            raise ValueError("int8_small_batch_rows needs a CPU device and dtype bfloat16")
+        self.int8_small_batch_rows = rows
         self.model = LlamaModel(
             loaded.spec,
             loaded.weights,
@@ -43,6 +53,7 @@ class ModelRunner:
             self.dtype,
             max_model_len,
             use_cpu_kernel=use_kernel,
+            int8_max_rows=rows,
         )
         per_token = self.model.kv_bytes_per_token(self.dtype)
         if config.cache.num_blocks is not None:
