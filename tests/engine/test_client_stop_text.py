@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from slipstream.engine.client import StopTextMatcher
+from slipstream.engine.stop_strings import StopTextMatcher
 
 
 def feed_all(matcher: StopTextMatcher, chunks: list[str]) -> tuple[str, bool]:

@@ -23,7 +23,16 @@ from slipstream.bench.record import write_jsonl
 from slipstream.bench.result import build_result, write_result
 from slipstream.bench.runner import auto_workers, run_inline, run_processes
 from slipstream.bench.schedule import ScheduleConfig
-from slipstream.bench.slo import parse_slos
+from slipstream.bench.slo import goodput_bounds, parse_slos
+from slipstream.bench.sweep import (
+    SweepStep,
+    parse_sweep,
+    run_sweep,
+    sweep_document,
+)
+from slipstream.bench.sweep import (
+    find_max as search_max,
+)
 from slipstream.bench.views import VIEWS
 from slipstream.bench.workload import SharedPrefix, WorkloadConfig
 
@@ -117,6 +126,16 @@ def bench(
         list[str] | None, typer.Option(help=f"Also show as: {', '.join(VIEWS)}")
     ] = None,
     quiet: Annotated[bool, typer.Option(help="No live progress")] = False,
+    sweep: Annotated[
+        str | None, typer.Option(help="One run per load: rate=1,2,4 or concurrency=1,8,32")
+    ] = None,
+    find_max: Annotated[
+        bool, typer.Option(help="Search the highest rate keeping --goodput-target (needs SLOs)")
+    ] = False,
+    goodput_target: Annotated[
+        float, typer.Option(help="--find-max: fraction of requests meeting every SLO")
+    ] = 0.9,
+    max_rate: Annotated[float, typer.Option(help="--find-max: highest rate to try")] = 10_000.0,
 ) -> None:
     """Run a load test and write results JSON + per-request JSONL."""
     if ctx.invoked_subcommand is not None:
@@ -150,6 +169,16 @@ def bench(
             extra_body=extra,
             seed=seed,
         )
+        if sweep and find_max:
+            raise ValueError("give --sweep or --find-max, not both")
+        sweep_spec = parse_sweep(sweep) if sweep else None
+        start_rate = rate
+        if find_max and rate is None:
+            rate = 1.0  # the search's first step
+        if sweep_spec and sweep_spec[0] == "rate" and rate is None:
+            rate = sweep_spec[1][0]
+        if sweep_spec and sweep_spec[0] == "concurrency" and concurrency is None and rate is None:
+            concurrency = int(sweep_spec[1][0])
         schedule = ScheduleConfig(concurrency, rate, pattern, burstiness, seed)
         if requests is None and duration is None:
             requests = 100
@@ -165,6 +194,26 @@ def bench(
     except ConnectionError as exc:
         raise _fail(console, f"{exc} (is the server running at {url}?)") from None
 
+    if sweep_spec or find_max:
+        try:
+            _run_steps(
+                plan,
+                workers,
+                sweep_spec,
+                bounds or goodput_bounds(checks),
+                output,
+                records,
+                find_max_args={
+                    "target": goodput_target,
+                    "start": start_rate or 1.0,
+                    "max_rate": max_rate,
+                }
+                if find_max
+                else None,
+            )
+        except ValueError as exc:
+            raise _fail(console, str(exc)) from None
+        return
     n_workers = auto_workers(plan) if workers is None else workers
     if n_workers == 0:
         outcome = run_inline(plan)
@@ -190,6 +239,45 @@ def bench(
         raise _fail(console, "every request failed (see errors above)", 3)
     if not result["slo"]["passed"]:
         raise typer.Exit(1)
+
+
+def _run_steps(
+    plan: RunPlan,
+    workers: int | None,
+    sweep_spec: tuple[str, list[float]] | None,
+    bounds: dict[str, float],
+    output: Path,
+    records: Path | None,
+    find_max_args: dict[str, float] | None,
+) -> None:
+    """--sweep / --find-max: one full run per step, each step's records in its own JSONL."""
+    from slipstream.bench.display import render_steps, step_line
+    from slipstream.bench.runner import RunOutcome
+
+    console = Console()
+    base = records or output.with_suffix(".records.jsonl")
+
+    def run(p: RunPlan) -> RunOutcome:
+        n = auto_workers(p) if workers is None else workers
+        return run_inline(p) if n == 0 else run_processes(p, n)
+
+    def on_step(step: SweepStep, outcome: RunOutcome) -> None:
+        path = base.with_name(base.name.replace(".records", f".{step.kind}-{step.value:g}.records"))
+        write_jsonl(path, outcome.records)
+        step.result["records_path"] = str(path)
+        console.print(step_line(step))
+
+    if find_max_args is not None:
+        found = search_max(plan, bounds, run, on_step=on_step, **find_max_args)  # type: ignore[arg-type]
+        doc = sweep_document("rate", found.steps, found)
+        steps = found.steps
+    else:
+        assert sweep_spec is not None
+        steps = run_sweep(plan, sweep_spec[0], sweep_spec[1], run, bounds, on_step)
+        doc = sweep_document(sweep_spec[0], steps)
+    write_result(output, doc)
+    render_steps(doc, console)
+    console.print(f"results: {output}")
 
 
 @app.command()

@@ -1,0 +1,159 @@
+"""`slipstream serve` and `slipstream engine`: one model behind the OpenAI API."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from slipstream.engine.config import CacheConfig, EngineConfig, SchedulerConfig
+
+ModelOpt = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        "-m",
+        help="A known short name (see `slipstream models`), a .gguf file, or a Hugging Face "
+        "model directory (config.json + *.safetensors).",
+    ),
+]
+HostOpt = Annotated[
+    str, typer.Option(help="Interface to listen on; 0.0.0.0 exposes the server to the network.")
+]
+PortOpt = Annotated[int, typer.Option(help="TCP port of the HTTP API.")]
+MaxSeqsOpt = Annotated[
+    int,
+    typer.Option(help="Most sequences decoded together in one step (the running batch)."),
+]
+MaxBatchedOpt = Annotated[
+    int,
+    typer.Option(
+        help="Token budget of one step, prefill chunks and decodes together. Larger: faster "
+        "prefill; smaller: steadier inter-token latency under load."
+    ),
+]
+KVOpt = Annotated[
+    float, typer.Option("--kv-cache-gib", help="Memory for the paged KV cache, in GiB.")
+]
+BlockOpt = Annotated[int, typer.Option(help="Tokens per KV-cache block.")]
+NoPrefixOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-prefix-caching",
+        help="Do not reuse KV blocks of earlier prompts with the same prefix.",
+    ),
+]
+DtypeOpt = Annotated[str, typer.Option(help="Compute dtype: auto, float32, bfloat16 or float16.")]
+MaxLenOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="Context length (prompt + completion); default: the model's own, capped at 8192."
+    ),
+]
+QueueOpt = Annotated[
+    int,
+    typer.Option(
+        help="Requests allowed to wait beyond the running batch; past max-num-seqs + max-queue "
+        "the server answers 503 with Retry-After instead of queueing without bound."
+    ),
+]
+NameOpt = Annotated[
+    str | None,
+    typer.Option(help="Model id clients send and /v1/models lists; default: the --model value."),
+]
+LogOpt = Annotated[str, typer.Option(help="Log level: debug, info, warning, error.")]
+
+
+def _run(
+    model: str,
+    host: str,
+    port: int,
+    max_num_seqs: int,
+    max_num_batched_tokens: int,
+    kv_cache_gib: float,
+    block_size: int,
+    no_prefix_caching: bool,
+    dtype: str,
+    max_model_len: int | None,
+    max_queue: int,
+    served_model_name: str | None,
+    log_level: str,
+) -> None:
+    from slipstream.engine.client import EngineStartupError
+    from slipstream.engine.loader import resolve_model
+    from slipstream.server.serve import ServeOptions, run
+
+    try:
+        resolve_model(model)
+    except ValueError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+    config = EngineConfig(
+        model=model,
+        dtype=dtype,
+        max_model_len=max_model_len,
+        cache=CacheConfig(
+            block_size=block_size,
+            kv_cache_memory_gib=kv_cache_gib,
+            enable_prefix_caching=not no_prefix_caching,
+        ),
+        scheduler=SchedulerConfig(
+            max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs
+        ),
+    )
+    options = ServeOptions(
+        host=host,
+        port=port,
+        served_model_name=served_model_name,
+        max_queue=max_queue,
+        log_level=log_level,
+    )
+    try:
+        run(config, options)
+    except EngineStartupError as exc:
+        typer.secho(f"error: the engine could not start: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        pass
+
+
+def serve(
+    model: ModelOpt = "smollm2-135m",
+    host: HostOpt = "127.0.0.1",
+    port: PortOpt = 8000,
+    max_num_seqs: MaxSeqsOpt = 64,
+    max_num_batched_tokens: MaxBatchedOpt = 512,
+    kv_cache_gib: KVOpt = 1.0,
+    block_size: BlockOpt = 16,
+    no_prefix_caching: NoPrefixOpt = False,
+    dtype: DtypeOpt = "auto",
+    max_model_len: MaxLenOpt = None,
+    max_queue: QueueOpt = 256,
+    served_model_name: NameOpt = None,
+    log_level: LogOpt = "info",
+) -> None:
+    """Serve a model with the OpenAI API (chat, completions, models, health, metrics).
+
+    Example: slipstream serve --model smollm2-135m --port 8000, then point any OpenAI client
+    at http://127.0.0.1:8000/v1.
+    """
+    _run(**locals())
+
+
+def engine(
+    model: ModelOpt = "smollm2-135m",
+    host: HostOpt = "127.0.0.1",
+    port: PortOpt = 8000,
+    max_num_seqs: MaxSeqsOpt = 64,
+    max_num_batched_tokens: MaxBatchedOpt = 512,
+    kv_cache_gib: KVOpt = 1.0,
+    block_size: BlockOpt = 16,
+    no_prefix_caching: NoPrefixOpt = False,
+    dtype: DtypeOpt = "auto",
+    max_model_len: MaxLenOpt = None,
+    max_queue: QueueOpt = 256,
+    served_model_name: NameOpt = None,
+    log_level: LogOpt = "info",
+) -> None:
+    """Run one engine alone behind the OpenAI API, for a fleet behind one or more gateways."""
+    _run(**locals())

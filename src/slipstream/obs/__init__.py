@@ -1,0 +1,1 @@
+"""Observability: Prometheus metrics (tracing and structured logs later)."""

@@ -1,0 +1,1 @@
+"""Wire types and (de)serialisation: OpenAI request/response models, errors, SSE framing."""
