@@ -1,8 +1,9 @@
 """Pick the device and compute dtype.
 
-On CPU "auto" means float32: measured on the 2-core AVX-512-BF16 machine, torch's bf16 GEMM is
-slower than fp32 for the small matrices of decode at batch <= 8 (see docs/benchmarks.md), and
-fp32 is what the parity tests compare. On CUDA "auto" means bfloat16.
+On CPU, "auto" means bfloat16 when the CPU has native bf16 dot products (AVX512-BF16 or AMX):
+batched decode and prefill GEMMs then run ~2x faster than fp32 on the 2-core test machine,
+and single-stream decode goes through the int8 weight-only path (layers/linear.py). Other CPUs
+get float32. On CUDA "auto" means bfloat16. Parity tests pin float32.
 """
 
 from __future__ import annotations
@@ -17,14 +18,22 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError("device 'cuda' was requested but no CUDA device is available")
-    if name not in ("cpu",) and not name.startswith("cuda"):
+    if name != "cpu" and not name.startswith("cuda"):
         raise ValueError(f"unknown device {name!r}; use auto, cpu or cuda")
     return torch.device(name)
 
 
+def cpu_has_fast_bf16() -> bool:
+    cpu = torch.cpu
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(cpu, name, lambda: False)() for name in checks)
+
+
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     if name == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
+        if device.type == "cuda":
+            return torch.bfloat16
+        return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
     if name not in DTYPES:
         raise ValueError(f"unknown dtype {name!r}; use auto, {', '.join(DTYPES)}")
     return DTYPES[name]
