@@ -66,17 +66,23 @@ void decode_kernel(const at::Tensor& q, const at::Tensor& k_cache, const at::Ten
         for (int64_t d = 0; d < D; ++d)
           qf[g * D + d] = to_f(qp[(b * H + h * G + g) * D + d]) * fscale;
       std::vector<float> mx(G, -INFINITY);
-      for (int64_t pos = 0; pos < L; ++pos) {
-        const int64_t blk = tp[b * max_blocks + pos / BS];
-        const scalar_t* kr = kp + (blk * BS + pos % BS) * row + h * D;
-        load_row(kr, kv.data(), D);
-        for (int64_t g = 0; g < G; ++g) {
-          const float* qg = qf.data() + g * D;
-          float s = 0.f;
+      const int64_t nblocks = (L + BS - 1) / BS;
+      // Pass 1: scores. Walk block by block so the block id is read once per block.
+      for (int64_t bi = 0; bi < nblocks; ++bi) {
+        const int64_t blk = tp[b * max_blocks + bi];
+        const int64_t n = std::min(BS, L - bi * BS);
+        const scalar_t* kblock = kp + blk * BS * row + h * D;
+        for (int64_t off = 0; off < n; ++off) {
+          load_row(kblock + off * row, kv.data(), D);
+          const int64_t pos = bi * BS + off;
+          for (int64_t g = 0; g < G; ++g) {
+            const float* qg = qf.data() + g * D;
+            float s = 0.f;
 #pragma omp simd reduction(+ : s)
-          for (int64_t d = 0; d < D; ++d) s += qg[d] * kv[d];
-          scores[g * L + pos] = s;
-          mx[g] = std::max(mx[g], s);
+            for (int64_t d = 0; d < D; ++d) s += qg[d] * kv[d];
+            scores[g * L + pos] = s;
+            mx[g] = std::max(mx[g], s);
+          }
         }
       }
       std::vector<float> sum(G, 0.f);
@@ -91,16 +97,21 @@ void decode_kernel(const at::Tensor& q, const at::Tensor& k_cache, const at::Ten
         }
         sum[g] = total;
       }
+      // Pass 2: weighted sum of values.
       std::fill(acc.begin(), acc.end(), 0.f);
-      for (int64_t pos = 0; pos < L; ++pos) {
-        const int64_t blk = tp[b * max_blocks + pos / BS];
-        const scalar_t* vr = vp + (blk * BS + pos % BS) * row + h * D;
-        load_row(vr, kv.data(), D);
-        for (int64_t g = 0; g < G; ++g) {
-          const float p = scores[g * L + pos];
-          float* ag = acc.data() + g * D;
+      for (int64_t bi = 0; bi < nblocks; ++bi) {
+        const int64_t blk = tp[b * max_blocks + bi];
+        const int64_t n = std::min(BS, L - bi * BS);
+        const scalar_t* vblock = vp + blk * BS * row + h * D;
+        for (int64_t off = 0; off < n; ++off) {
+          load_row(vblock + off * row, kv.data(), D);
+          const int64_t pos = bi * BS + off;
+          for (int64_t g = 0; g < G; ++g) {
+            const float p = scores[g * L + pos];
+            float* ag = acc.data() + g * D;
 #pragma omp simd
-          for (int64_t d = 0; d < D; ++d) ag[d] += p * kv[d];
+            for (int64_t d = 0; d < D; ++d) ag[d] += p * kv[d];
+          }
         }
       }
       for (int64_t g = 0; g < G; ++g) {
