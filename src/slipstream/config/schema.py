@@ -108,6 +108,14 @@ class CircuitBreakerConfig(_Frozen):
     half_open_probes: int = Field(1, ge=1)
 
 
+class ModelLimitsConfig(_Frozen):
+    """Limits on a public model across every key, e.g. to stay inside an upstream quota."""
+
+    rpm: int | None = Field(None, ge=1)
+    tpm: int | None = Field(None, ge=1)
+    max_parallel: int | None = Field(None, ge=1)
+
+
 class ModelConfig(_Frozen):
     """A public model name and the deployments that serve it."""
 
@@ -118,6 +126,7 @@ class ModelConfig(_Frozen):
     context_window_fallbacks: tuple[str, ...] = ()
     retries: RetriesConfig = RetriesConfig()
     circuit_breaker: CircuitBreakerConfig = CircuitBreakerConfig()
+    limits: ModelLimitsConfig | None = None  # for all callers together (tenancy)
 
     @model_validator(mode="before")
     @classmethod
@@ -146,6 +155,17 @@ class ModelConfig(_Frozen):
         return self
 
 
+class TenancyConfig(_Frozen):
+    """Keys, limits, budgets and spend (active when `master_key` is set)."""
+
+    key_refresh_s: float = Field(5.0, gt=0)  # how often keys/teams are reloaded from the DB
+    spend_flush_s: float = Field(0.5, gt=0, le=60)  # ledger flush interval: the crash-loss bound
+    spend_queue_max: int = Field(100_000, ge=1)  # rows held while the DB is down
+    default_max_tokens: int = Field(4096, ge=1)  # budget worst case when a request sets none
+    budget_alert_url: str | None = None  # webhook POSTed at the thresholds below
+    budget_alert_thresholds: tuple[float, ...] = (0.5, 0.8, 1.0)
+
+
 class GatewayConfig(_Frozen):
     """The whole `slipstream.yaml`."""
 
@@ -153,6 +173,7 @@ class GatewayConfig(_Frozen):
     master_key: Secret | None = None  # used by the tenancy issue
     database_url: Secret | None = None  # may embed a password
     redis_url: Secret | None = None
+    tenancy: TenancyConfig = TenancyConfig()
 
     @model_validator(mode="after")
     def _references(self) -> GatewayConfig:

@@ -1,0 +1,80 @@
+"""Budgets: reserve the request's worst case before the call, settle the real cost after.
+
+Worst case = prompt estimate at the input price + max_tokens (or the configured default) at
+the output price of the most expensive deployment of the model. Streams are included: their
+reservation is settled when the stream ends, whether finished or cancelled.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import TYPE_CHECKING
+
+from slipstream.gateway.context import RequestContext
+from slipstream.tenancy.budgets import BudgetPlan, BudgetScope, Refusal
+from slipstream.tenancy.errors import too_many
+from slipstream.tenancy.request import EXTRA, TenantRequest
+
+if TYPE_CHECKING:
+    from slipstream.tenancy.runtime import Tenancy
+
+
+def budget_scopes(t: TenantRequest) -> list[BudgetScope]:
+    out = []
+    for kind, rec in (("key", t.key), ("team", t.team)):
+        if rec is not None and rec.limits.budget_micro is not None:
+            out.append(
+                BudgetScope(f"{kind}:{rec.id}", rec.limits.budget_micro, rec.limits.budget_window)
+            )
+    if t.org is not None and t.org.budget_micro is not None:
+        out.append(BudgetScope(f"org:{t.org.id}", t.org.budget_micro, t.org.budget_window))
+    return out
+
+
+def budget_plan(tenancy: Tenancy, ctx: RequestContext, t: TenantRequest) -> BudgetPlan | None:
+    """What to reserve: the scopes with a budget and the request's worst-case cost."""
+    if ctx.group is None:
+        return None
+    scopes = budget_scopes(t)
+    if not scopes:
+        return None
+    max_out = t.max_tokens or tenancy.config.default_max_tokens
+    worst = max(
+        tenancy.prices.for_deployment(d.config).worst_case_micro(t.prompt_estimate, max_out)
+        for d in ctx.group.deployments
+    )
+    return BudgetPlan(scopes, worst)
+
+
+class BudgetStage:
+    name = "budget"
+
+    def __init__(self, tenancy: Tenancy) -> None:
+        self.tenancy = tenancy
+
+    async def pre(self, ctx: RequestContext) -> None:
+        t = ctx.extra.get(EXTRA)
+        if not isinstance(t, TenantRequest):
+            return
+        plan = budget_plan(self.tenancy, ctx, t)
+        if plan is None:
+            return
+        r = await self.tenancy.budgets.reserve(plan.scopes, plan.worst_micro)
+        if isinstance(r, Refusal):
+            wait = max(1.0, (r.reset_at - dt.datetime.now(dt.UTC)).total_seconds())
+            raise too_many(
+                r.message(), wait, {"retry-after": str(math.ceil(wait))}, "budget_exceeded"
+            )
+        t.reservation = r
+
+    async def post(self, ctx: RequestContext) -> None:
+        t = ctx.extra.get(EXTRA)
+        if not isinstance(t, TenantRequest) or t.reservation is None:
+            return
+        await self.tenancy.settle(self._settle(t))
+
+    async def _settle(self, t: TenantRequest) -> None:
+        assert t.reservation is not None
+        crossings = await self.tenancy.budgets.settle(t.reservation, t.cost_micro or 0)
+        self.tenancy.alerts.check(crossings)

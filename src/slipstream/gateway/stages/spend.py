@@ -1,0 +1,72 @@
+"""Spend: price the request from its usage and queue one ledger row (written in background).
+
+Usage comes from the upstream (the provider adapters ask every stream for it and withhold
+the usage chunk from clients that did not ask); when it is missing — an upstream that does not report it, a stream the client cancelled —
+the request is billed from counted output (chars/4) and the prompt estimate, never $0.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from slipstream.gateway.context import RequestContext
+from slipstream.providers.base import Usage
+from slipstream.store.records import SpendRow, utcnow
+from slipstream.tenancy.request import CHARS_PER_TOKEN, EXTRA, TenantRequest
+
+if TYPE_CHECKING:
+    from slipstream.tenancy.runtime import Tenancy
+
+
+def billed_usage(ctx: RequestContext, t: TenantRequest) -> tuple[Usage | None, str]:
+    if ctx.usage is not None:
+        return ctx.usage, "upstream"
+    if t.counted_chars > 0:
+        out = math.ceil(t.counted_chars / CHARS_PER_TOKEN)
+        return Usage(t.prompt_estimate, out, 0), "counted"
+    return None, "none"
+
+
+class SpendStage:
+    name = "spend"
+
+    def __init__(self, tenancy: Tenancy) -> None:
+        self.tenancy = tenancy
+
+    async def pre(self, ctx: RequestContext) -> None:
+        return None
+
+    async def post(self, ctx: RequestContext) -> None:
+        t = ctx.extra.get(EXTRA)
+        d = ctx.deployment
+        if not isinstance(t, TenantRequest) or d is None:
+            return  # refused before any upstream call: nothing was spent
+        usage, source = billed_usage(ctx, t)
+        price = self.tenancy.prices.for_deployment(d.config)
+        cost = price.cost_micro(usage) if usage is not None else 0
+        t.cost_micro = cost
+        key, team, org = t.key, t.team, t.org
+        self.tenancy.writer.put(
+            SpendRow(
+                ts=utcnow(),
+                request_id=ctx.request_id,
+                status=ctx.status,
+                org_id=org.id if org else (key.org_id if key else None),
+                team_id=team.id if team else (key.team_id if key else None),
+                key_id=key.id if key else None,
+                end_user=t.end_user,
+                model=ctx.served_model or (ctx.group.name if ctx.group else None),
+                deployment=d.name,
+                provider=d.config.provider,
+                prompt_tokens=usage.prompt_tokens if usage else 0,
+                cached_tokens=usage.cached_tokens if usage else 0,
+                completion_tokens=usage.completion_tokens if usage else 0,
+                cost_micro=cost,
+                latency_ms=round(ctx.elapsed_s() * 1e3, 3),
+                ttft_ms=round(ctx.ttft_s * 1e3, 3) if ctx.ttft_s is not None else None,
+                stream=ctx.stream,
+                usage_source=source,
+                tags=t.tags,
+            )
+        )

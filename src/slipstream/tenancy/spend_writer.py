@@ -1,0 +1,118 @@
+"""Ledger rows leave the request path here: a bounded queue drained by one writer thread.
+
+The thread writes everything queued every `interval_s` (≤ 1 s by default) in one
+transaction. A process killed with -9 therefore loses at most the rows of one flush interval
+(plus a batch in flight). While the database is down, rows stay queued (up to `max_queue`;
+beyond that the newest are dropped and counted) and are written when it returns; the outage
+is logged once when it starts and once when it ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from slipstream.store.records import SpendRow
+
+logger = logging.getLogger("slipstream.tenancy.spend")
+PREFIX = "slipstream:spend_"
+
+
+class SpendWriterMetrics:
+    def __init__(self, registry: CollectorRegistry | None) -> None:
+        r = registry if registry is not None else CollectorRegistry()
+        self.queued = Gauge(PREFIX + "queue_rows", "Ledger rows waiting to be written.", registry=r)
+        self.written = Counter(PREFIX + "rows_written", "Ledger rows written.", registry=r)
+        self.dropped = Counter(PREFIX + "rows_dropped", "Rows dropped: queue full.", registry=r)
+        self.failures = Counter(PREFIX + "flush_failures", "Failed ledger flushes.", registry=r)
+
+
+class SpendWriter:
+    def __init__(
+        self,
+        insert: Callable[[Sequence[SpendRow]], None],
+        *,
+        interval_s: float = 0.5,
+        max_queue: int = 100_000,
+        batch_max: int = 5_000,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self._insert = insert
+        self.interval_s = interval_s
+        self.max_queue = max_queue
+        self.batch_max = batch_max
+        self.metrics = SpendWriterMetrics(registry)
+        self._queue: deque[SpendRow] = deque()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._failing = False
+        self._thread = threading.Thread(target=self._run, name="spend-writer", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def put(self, row: SpendRow) -> bool:
+        """Queue a row (never blocks); False if the queue is full and the row was dropped."""
+        with self._lock:
+            if len(self._queue) >= self.max_queue:
+                self.metrics.dropped.inc()
+                return False
+            self._queue.append(row)
+        return True
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
+    @property
+    def healthy(self) -> bool:
+        return not self._failing
+
+    def flush(self) -> bool:
+        """Write everything queued now; True if the queue was emptied."""
+        while True:
+            with self._lock:
+                batch = [
+                    self._queue.popleft() for _ in range(min(len(self._queue), self.batch_max))
+                ]
+            if not batch:
+                self.metrics.queued.set(0)
+                return True
+            try:
+                self._insert(batch)
+            except Exception as e:
+                with self._lock:
+                    self._queue.extendleft(reversed(batch))  # keep order; retry next interval
+                self.metrics.failures.inc()
+                self.metrics.queued.set(len(self._queue))
+                if not self._failing:
+                    self._failing = True
+                    logger.error(
+                        "spend ledger: database write failed (%s); %d rows queued, retrying",
+                        type(e).__name__,
+                        len(self._queue),
+                    )
+                return False
+            self.metrics.written.inc(len(batch))
+            if self._failing:
+                self._failing = False
+                logger.warning("spend ledger: database back; writing %d queued rows", self.pending)
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Stop the thread after a last flush (best effort within `timeout_s`)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)
+        else:
+            self.flush()
+        if self.pending:
+            logger.error("spend ledger: %d rows not written at shutdown", self.pending)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.flush()
+        self.flush()

