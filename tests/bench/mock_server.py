@@ -9,7 +9,9 @@ Per-request timing comes from the request body's ``mock`` object (sent with benc
 ``extra_body``): ``ttft_ms``, ``itl_ms`` (per token), ``chunk_tokens``, ``usage_per_chunk``,
 ``status`` (an HTTP error), ``malformed`` (a non-JSON event). ``stall_at``/``stall_s`` in the
 server config block the whole server for ``stall_s`` seconds when request number
-``stall_at`` arrives.
+``stall_at`` arrives. ``capacity`` (server config) serves at most that many streams at once;
+later requests wait in a FIFO queue and their timing starts when a slot frees (a server with
+a known maximum throughput, for sweeps and ``--find-max``).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ class ServerState:
     defaults: dict[str, Any]
     stall_at: int | None = None
     stall_s: float = 0.0
+    capacity: int | None = None
+    slots: asyncio.Semaphore | None = None  # created in the server's own loop
     arrivals: int = 0
     truth: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -96,6 +100,14 @@ class MockProtocol(asyncio.Protocol):
         self.transport.write(head.encode() + body)  # type: ignore[union-attr]
 
     async def _stream(self, req: dict[str, Any], rid: str, arrival: float) -> None:
+        slots = self.state.slots
+        if slots is None:
+            await self._serve_one(req, rid, arrival)
+            return
+        async with slots:
+            await self._serve_one(req, rid, perf_counter())
+
+    async def _serve_one(self, req: dict[str, Any], rid: str, arrival: float) -> None:
         cfg = {**self.state.defaults, **req.get("mock", {})}
         if cfg.get("status", 200) != 200:
             self._plain(
@@ -141,11 +153,20 @@ class MockProtocol(asyncio.Protocol):
             usage = {"prompt_tokens": 5, "completion_tokens": n, "total_tokens": n + 5}
             tr.write(_event({"choices": [], "usage": usage}))
         tr.write(_chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n")
-        self.state.truth[rid] = {"arrival": arrival, "writes": writes, "tokens": tokens}
+        msgs = req.get("messages") or []
+        self.state.truth[rid] = {
+            "arrival": arrival,
+            "writes": writes,
+            "tokens": tokens,
+            "roles": [m.get("role") for m in msgs],  # what the client sent (multi-turn tests)
+            "replies": [m.get("content") for m in msgs if m.get("role") == "assistant"],
+        }
 
 
 def _serve(sock: socket.socket, state: ServerState, use_uvloop: bool) -> None:
     async def main() -> None:
+        if state.capacity:
+            state.slots = asyncio.Semaphore(state.capacity)
         loop = asyncio.get_running_loop()
         server = await loop.create_server(lambda: MockProtocol(state), sock=sock, backlog=4096)
         await server.serve_forever()
@@ -172,7 +193,8 @@ class MockServer:
     def __init__(self, use_uvloop: bool = False, **defaults: Any) -> None:
         stall_at = defaults.pop("stall_at", None)
         stall_s = defaults.pop("stall_s", 0.0)
-        self.state = ServerState(defaults, stall_at, stall_s)
+        capacity = defaults.pop("capacity", None)
+        self.state = ServerState(defaults, stall_at, stall_s, capacity)
         self.sock = _free_socket()
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}/v1"

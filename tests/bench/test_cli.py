@@ -172,3 +172,33 @@ def test_worker_processes_and_compare(server: MockServer, tmp_path: Path) -> Non
     assert code == 0, out
     ttft_row = next(line for line in out.splitlines() if "ttft_ms" in line)
     assert "yes" in ttft_row  # 5 ms vs 25 ms TTFT is significant
+
+
+def test_wait_ready_polls_until_the_server_listens() -> None:
+    """`--wait-ready S` (one-command first runs: `serve & bench --wait-ready 120`)."""
+    import threading
+    import time
+
+    from slipstream.bench.http_client import Target
+    from slipstream.cli.bench import check_reachable
+
+    port = free_port()
+    target = Target.parse(f"http://127.0.0.1:{port}/v1")
+    t0 = time.monotonic()
+    with pytest.raises(ConnectionError, match="cannot connect"):
+        check_reachable(target, wait=1.0)  # nothing there: gives up after the wait
+    assert time.monotonic() - t0 >= 1.0
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+
+    def late_start() -> None:
+        listener.bind(("127.0.0.1", port))
+        listener.listen()
+
+    threading.Timer(0.7, late_start).start()
+    try:
+        t0 = time.monotonic()
+        check_reachable(target, wait=10.0)
+        assert 0.6 <= time.monotonic() - t0 < 5
+    finally:
+        listener.close()

@@ -82,3 +82,76 @@ def render_view(name: str, data: dict[str, Any], console: Console) -> None:
         else:
             table.add_row(key, _fmt(value) if isinstance(value, float) else str(value))
     console.print(table)
+
+
+def step_line(step: Any) -> str:
+    """One line per sweep / find-max step, printed as soon as the step ends."""
+    row = step.row()
+    verdict = (
+        "" if row["passed"] is None else (" [green]pass[/]" if row["passed"] else " [red]miss[/]")
+    )
+    gp = "" if row["goodput"] is None else f" · goodput {row['goodput']:.1%}"
+    return (
+        f"{step.kind} {step.value:g}: {row['requests_per_s']:,.2f} req/s · TTFT p99 "
+        f"{_fmt(row['ttft_p99_ms'])} ms · TPOT p99 {_fmt(row['tpot_p99_ms'])} ms · "
+        f"{row['failed']} failed{gp}{verdict}"
+    )
+
+
+def render_steps(doc: dict[str, Any], console: Console) -> None:
+    """The sweep table (and the --find-max verdict)."""
+    kind = doc["kind"]
+    table = Table(title=f"Sweep over {kind}" if "find_max" not in doc else "find-max steps")
+    cols = (
+        (kind, kind),
+        ("req/s", "requests_per_s"),
+        ("tok/s", "output_tokens_per_s"),
+        ("TTFT p50", "ttft_p50_ms"),
+        ("TTFT p99", "ttft_p99_ms"),
+        ("TPOT p50", "tpot_p50_ms"),
+        ("TPOT p99", "tpot_p99_ms"),
+        ("fail", "failed"),
+        ("goodput", "goodput"),
+    )
+    table.add_column("#", justify="right")
+    for label, _ in cols:
+        table.add_column(label, justify="right")
+    for i, row in enumerate(doc["table"], 1):
+        cells = []
+        for _, c in cols:
+            v = row[c]
+            if c == "goodput" and v is not None:
+                mark = {True: " ✓", False: " ✗", None: ""}[row["passed"]]
+                cells.append(f"{v:.0%}{mark}")
+            elif c == kind:
+                cells.append(f"{v:g}")
+            elif isinstance(v, float):
+                cells.append(_fmt(v))
+            else:
+                cells.append("—" if v is None else str(v))
+        table.add_row(str(i), *cells)
+    console.print(table)
+    fm = doc.get("find_max")
+    if fm:
+        best = fm["best_rate"]
+        target = f"{fm['goodput_target']:.0%}"
+        if best is None:
+            console.print(f"[bold red]no rate kept goodput ≥ {target}[/] (even the first step)")
+        else:
+            console.print(f"[bold]highest rate with goodput ≥ {target}: {best:g} req/s[/]")
+
+
+def window_line(samples: list[tuple[float, float, bool]], start: float, end: float) -> str:
+    """A soak's periodic summary, from hot-path stamps only (E2E and first byte)."""
+    from slipstream.bench.stats import summarize
+
+    ok = [s for s in samples if not s[2]]
+    failed = len(samples) - len(ok)
+    e2e = summarize([s[0] for s in ok], 1000.0)
+    fb = summarize([s[1] for s in ok], 1000.0)
+    span = max(end - start, 1e-9)
+    return (
+        f"[{start:,.1f}–{end:,.1f} s] {len(ok)} ok · {failed} failed · "
+        f"{len(samples) / span:,.2f} req/s · first byte p50 {_fmt(fb['p50'])} p99 "
+        f"{_fmt(fb['p99'])} ms · E2E p50 {_fmt(e2e['p50'])} p99 {_fmt(e2e['p99'])} ms"
+    )

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from slipstream.bench.plan import RunPlan
 from slipstream.bench.record import RequestRecord
+from slipstream.bench.schedule import planned_offsets
 from slipstream.bench.worker import WorkerResult, WorkerRun
 from slipstream.bench.workload import Workload
 
@@ -36,6 +37,9 @@ class Progress:
     failed: int = 0
     chunks: int = 0
     elapsed: float = 0.0
+    # (E2E s, first-byte s, failed) of requests finished since the last periodic summary;
+    # the consumer (a soak's --report-every) clears it after printing
+    window: list[tuple[float, float, bool]] = field(default_factory=list)
 
 
 @dataclass
@@ -61,12 +65,23 @@ def run_loop(coro: Coroutine[Any, Any, T]) -> T:
         return runner.run(coro)
 
 
-def auto_workers(plan: RunPlan) -> int:
+def peak_rate(plan: RunPlan) -> float | None:
+    """The highest request rate the open-loop schedule reaches (None: closed loop)."""
     sched = plan.schedule
+    if sched.trace is not None:
+        offsets = planned_offsets(sched, plan.requests, plan.duration)
+        return len(offsets) / offsets[-1] if len(offsets) > 1 and offsets[-1] > 0 else 1.0
+    if sched.rate is None:
+        return None
+    return max(sched.rate, sched.ramp_to or 0.0, sched.spike[0] if sched.spike else 0.0)
+
+
+def auto_workers(plan: RunPlan) -> int:
+    rate = peak_rate(plan)
     need = (
-        math.ceil(sched.rate / PER_WORKER_RATE)
-        if sched.rate is not None
-        else math.ceil((sched.concurrency or 1) / PER_WORKER_STREAMS)
+        math.ceil(rate / PER_WORKER_RATE)
+        if rate is not None
+        else math.ceil((plan.schedule.concurrency or 1) / PER_WORKER_STREAMS)
     )
     return max(1, min(os.cpu_count() or 1, need))
 
@@ -99,7 +114,9 @@ def _worker_main(plan: RunPlan, k: int, n: int, up: Any, start: Any) -> None:
         run = WorkerRun(plan, Workload(plan.workload), k, n)
         up.put(("ready", k))
         t0 = start.get()
-        result = run_loop(run.run(t0, lambda c, f, ch: up.put(("progress", k, c, f, ch))))
+        result = run_loop(
+            run.run(t0, lambda c, f, ch, samples: up.put(("progress", k, c, f, ch, samples)))
+        )
         up.put(("result", k, result))
     except BaseException:
         up.put(("error", k, traceback.format_exc()))
@@ -123,6 +140,7 @@ def run_processes(
     ready = 0
     t0 = 0.0
     started = ""
+    window: list[tuple[float, float, bool]] = []
     try:
         while len(results) < workers:
             try:
@@ -143,12 +161,13 @@ def run_processes(
                         for q in starts:
                             q.put(t0)
                 elif kind == "progress":
-                    per_worker[k] = msg[2:]
+                    per_worker[k] = msg[2:5]
+                    window.extend(msg[5])
                 elif kind == "result":
                     results.append(msg[2])
             if on_progress is not None and t0:
                 done = [sum(v[i] for v in per_worker.values()) for i in range(3)]
-                on_progress(Progress(*done, elapsed=max(0.0, perf_counter() - t0)))
+                on_progress(Progress(*done, max(0.0, perf_counter() - t0), window))
     finally:
         for p in procs:
             p.join(timeout=5)

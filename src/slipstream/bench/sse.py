@@ -43,6 +43,21 @@ def split_events(pieces: list[tuple[float, bytes]]) -> list[tuple[float, bytes]]
     return out
 
 
+def response_text(pieces: list[tuple[float, bytes]]) -> str:
+    """The output text of a finished stream (multi-turn sessions feed it to the next turn)."""
+    parts: list[str] = []
+    for _, payload in split_events(pieces):
+        try:
+            data = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(data, dict):
+            for c in data.get("choices") or []:
+                if isinstance(c, dict):
+                    parts.append(_text_of(c))
+    return "".join(parts)
+
+
 def _distribute(total: int, weights: list[int], floor: int = 0) -> list[int]:
     """Integers proportional to ``weights``, each >= ``floor``, summing to ``total``."""
     wsum = sum(weights)

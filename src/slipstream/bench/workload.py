@@ -15,6 +15,7 @@ import orjson
 from slipstream.bench.corpus import Corpus, TokenCounter, make_counter
 from slipstream.bench.dataset import DatasetItem, load_dataset
 from slipstream.bench.lengths import LengthDist
+from slipstream.bench.trace import TraceEntry, load_trace
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,22 @@ class WorkloadConfig:
     output_from_dataset: bool = False
     extra_body: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
+    trace: str | None = None  # lengths per request from a recorded trace (see trace.py)
+    trace_time_unit: str = "s"
+    turns: int = 1  # > 1: multi-turn sessions; request index = session * turns + turn
+    think_time: float = 0.0  # mean seconds between a reply's end and the next turn
+    think_stddev: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.turns < 1:
+            raise ValueError(f"--turns must be >= 1, got {self.turns}")
+        if self.think_time < 0 or self.think_stddev < 0:
+            raise ValueError("--think-time MEAN[,STDDEV] must be >= 0")
+
+    def think(self, rng: random.Random) -> float:
+        if self.think_stddev <= 0:
+            return self.think_time
+        return max(0.0, rng.gauss(self.think_time, self.think_stddev))
 
 
 @dataclass(frozen=True)
@@ -77,6 +94,9 @@ class Workload:
         self.items: list[DatasetItem] = load_dataset(config.dataset) if config.dataset else []
         if self.items:
             random.Random(config.seed).shuffle(self.items)
+        self.trace: list[TraceEntry] = (
+            load_trace(config.trace, config.trace_time_unit) if config.trace else []
+        )
         sp = config.shared_prefix
         rng = random.Random(f"{config.seed}:prefix")
         self.prefixes = (
@@ -86,10 +106,40 @@ class Workload:
     def _text(self, rng: random.Random, n_tokens: int) -> str:
         return self.corpus.window(rng.randrange(len(self.corpus.spans)), n_tokens)
 
+    def turn_request(
+        self, session: int, turn: int, history: list[dict[str, str]]
+    ) -> tuple[RequestSpec, list[dict[str, str]]]:
+        """Turn ``turn`` of a session: the conversation so far plus a new user message.
+
+        Returns the spec and the messages sent (the caller appends the reply to them).
+        """
+        cfg = self.config
+        index = session * cfg.turns + turn
+        if turn == 0:
+            spec, messages = self._build(index)
+            return spec, messages
+        rng = random.Random(cfg.seed * 1_000_003 + index)
+        max_tokens = cfg.output.sample(rng)
+        user = {"role": "user", "content": self._text(rng, cfg.input.sample(rng))}
+        messages = [*history, user]
+        prefix_id = next(
+            (i for i, p in enumerate(self.prefixes) if history and history[0]["content"] == p),
+            None,
+        )
+        input_tokens = sum(self.counter.count(str(m.get("content", ""))) for m in messages)
+        body = self._body(messages, max_tokens)
+        return RequestSpec(index, body, input_tokens, max_tokens, prefix_id), messages
+
     def request(self, index: int) -> RequestSpec:
+        return self._build(index)[0]
+
+    def _build(self, index: int) -> tuple[RequestSpec, list[dict[str, str]]]:
         cfg = self.config
         rng = random.Random(cfg.seed * 1_000_003 + index)
         max_tokens = cfg.output.sample(rng)
+        entry = self.trace[index % len(self.trace)] if self.trace else None
+        if entry is not None:
+            max_tokens = entry.output_tokens
         if self.items:
             item = self.items[index % len(self.items)]
             messages = [dict(m) for m in item.messages]
@@ -97,15 +147,15 @@ class Workload:
                 ref = item.output_tokens or (self.counter.count(item.answer) if item.answer else 0)
                 max_tokens = ref or max_tokens
         else:
-            messages = [{"role": "user", "content": self._text(rng, cfg.input.sample(rng))}]
+            n_in = entry.input_tokens if entry is not None else cfg.input.sample(rng)
+            messages = [{"role": "user", "content": self._text(rng, n_in)}]
         prefix_id = None
         if self.prefixes and rng.random() < cfg.shared_prefix.fraction:  # type: ignore[union-attr]
             prefix_id = rng.randrange(len(self.prefixes))
             messages.insert(0, {"role": "system", "content": self.prefixes[prefix_id]})
         input_tokens = sum(self.counter.count(str(m.get("content", ""))) for m in messages)
-        return RequestSpec(
-            index, self._body(messages, max_tokens), input_tokens, max_tokens, prefix_id
-        )
+        body = self._body(messages, max_tokens)
+        return RequestSpec(index, body, input_tokens, max_tokens, prefix_id), messages
 
     def _body(self, messages: list[dict[str, str]], max_tokens: int) -> bytes:
         cfg = self.config

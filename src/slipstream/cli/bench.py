@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.live import Live
 from rich.table import Table
 
 from slipstream.bench.http_client import Target
@@ -21,18 +21,12 @@ from slipstream.bench.lengths import LengthDist
 from slipstream.bench.plan import RunPlan
 from slipstream.bench.record import write_jsonl
 from slipstream.bench.result import build_result, write_result
-from slipstream.bench.runner import auto_workers, run_inline, run_processes
-from slipstream.bench.schedule import ScheduleConfig
+from slipstream.bench.runner import auto_workers, run_inline
+from slipstream.bench.schedule import ScheduleConfig, parse_spike
 from slipstream.bench.slo import goodput_bounds, parse_slos
-from slipstream.bench.sweep import (
-    SweepStep,
-    parse_sweep,
-    run_sweep,
-    sweep_document,
-)
-from slipstream.bench.sweep import (
-    find_max as search_max,
-)
+from slipstream.bench.sweep import parse_sweep
+from slipstream.bench.terminal import run_live, run_steps
+from slipstream.bench.trace import load_trace
 from slipstream.bench.views import VIEWS
 from slipstream.bench.workload import SharedPrefix, WorkloadConfig
 
@@ -44,13 +38,23 @@ def _fail(console: Console, message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-def check_reachable(target: Target, timeout: float = 3.0) -> None:
-    """Fail fast with a clear message instead of N identical connection errors."""
-    try:
-        with socket.create_connection((target.host, target.port), timeout=timeout):
-            pass
-    except OSError as exc:
-        raise ConnectionError(f"cannot connect to {target.host}:{target.port}: {exc}") from None
+def check_reachable(target: Target, timeout: float = 3.0, wait: float = 0.0) -> None:
+    """Fail fast with a clear message instead of N identical connection errors.
+
+    ``wait`` > 0 polls until the server accepts connections (a server started just before,
+    e.g. ``slipstream serve & slipstream bench --wait-ready 120 ...``).
+    """
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            with socket.create_connection((target.host, target.port), timeout=timeout):
+                return
+        except OSError as exc:
+            if time.monotonic() >= deadline:
+                raise ConnectionError(
+                    f"cannot connect to {target.host}:{target.port}: {exc}"
+                ) from None
+            time.sleep(0.5)
 
 
 def _goodput_bounds(text: str | None) -> dict[str, float]:
@@ -136,6 +140,31 @@ def bench(
         float, typer.Option(help="--find-max: fraction of requests meeting every SLO")
     ] = 0.9,
     max_rate: Annotated[float, typer.Option(help="--find-max: highest rate to try")] = 10_000.0,
+    ramp_to: Annotated[
+        float | None, typer.Option(help="Ramp: rate goes linearly from --rate to this")
+    ] = None,
+    spike: Annotated[
+        str | None, typer.Option(help="Spike PEAK:START:LENGTH (req/s, s, s) on top of --rate")
+    ] = None,
+    report_every: Annotated[
+        float | None, typer.Option(help="Soak: print a summary of each window of S seconds")
+    ] = None,
+    trace: Annotated[
+        Path | None, typer.Option(help="Replay a JSONL trace of arrival offsets and lengths")
+    ] = None,
+    trace_time_unit: Annotated[str, typer.Option(help="Trace timestamps in s or ms")] = "s",
+    turns: Annotated[
+        int, typer.Option(help="Turns per multi-turn session (--requests counts sessions)")
+    ] = 1,
+    think_time: Annotated[
+        str, typer.Option(help="Seconds between a reply and the next turn: MEAN[,STDDEV]")
+    ] = "0",
+    html: Annotated[
+        Path | None, typer.Option(help="Also write a self-contained HTML report")
+    ] = None,
+    wait_ready: Annotated[
+        float, typer.Option(help="Wait up to S seconds for the server to accept connections")
+    ] = 0.0,
 ) -> None:
     """Run a load test and write results JSON + per-request JSONL."""
     if ctx.invoked_subcommand is not None:
@@ -156,6 +185,11 @@ def bench(
             raise ValueError("--extra-body must be a JSON object")
         if dataset is not None and not dataset.exists():
             raise ValueError(f"--dataset {dataset}: no such file")
+        if trace is not None and not trace.exists():
+            raise ValueError(f"--trace {trace}: no such file")
+        think = _think(think_time)
+        if report_every is not None and not report_every > 0:
+            raise ValueError(f"--report-every must be > 0 s, got {report_every:g}")
         workload = WorkloadConfig(
             model=model,
             input=LengthDist.parse(input_tokens),
@@ -168,6 +202,11 @@ def bench(
             output_from_dataset=dataset_output_lengths,
             extra_body=extra,
             seed=seed,
+            trace=str(trace) if trace else None,
+            trace_time_unit=trace_time_unit,
+            turns=turns,
+            think_time=think[0],
+            think_stddev=think[1],
         )
         if sweep and find_max:
             raise ValueError("give --sweep or --find-max, not both")
@@ -179,24 +218,37 @@ def bench(
             rate = sweep_spec[1][0]
         if sweep_spec and sweep_spec[0] == "concurrency" and concurrency is None and rate is None:
             concurrency = int(sweep_spec[1][0])
-        schedule = ScheduleConfig(concurrency, rate, pattern, burstiness, seed)
+        schedule = ScheduleConfig(
+            concurrency,
+            rate,
+            pattern,
+            burstiness,
+            seed,
+            ramp_to=ramp_to,
+            spike=parse_spike(spike) if spike else None,
+            trace=str(trace) if trace else None,
+            trace_time_unit=trace_time_unit,
+        )
         if requests is None and duration is None:
-            requests = 100
+            requests = len(load_trace(trace, trace_time_unit)) if trace else 100
+        schedule.profile(duration)  # --ramp-to / --spike without --duration: fail now
         plan = RunPlan(url, workload, schedule, requests, duration, api_key, timeout)
         checks = parse_slos(slo)
         bounds = _goodput_bounds(goodput)
         if workers is not None and workers < 0:
             raise ValueError(f"--workers must be >= 0, got {workers}")
+        if report_every is not None and workers == 0:
+            raise ValueError("--report-every needs worker processes (drop --workers 0)")
     except (ValueError, json.JSONDecodeError) as exc:
         raise _fail(console, str(exc)) from None
     try:
-        check_reachable(target)
+        check_reachable(target, wait=wait_ready)
     except ConnectionError as exc:
         raise _fail(console, f"{exc} (is the server running at {url}?)") from None
 
     if sweep_spec or find_max:
         try:
-            _run_steps(
+            run_steps(
                 plan,
                 workers,
                 sweep_spec,
@@ -210,6 +262,7 @@ def bench(
                 }
                 if find_max
                 else None,
+                html=html,
             )
         except ValueError as exc:
             raise _fail(console, str(exc)) from None
@@ -217,15 +270,8 @@ def bench(
     n_workers = auto_workers(plan) if workers is None else workers
     if n_workers == 0:
         outcome = run_inline(plan)
-    elif quiet:
-        outcome = run_processes(plan, n_workers)
     else:
-        from slipstream.bench.display import progress_line
-
-        with Live(console=console, refresh_per_second=4, transient=True) as live:
-            outcome = run_processes(
-                plan, n_workers, lambda p: live.update(progress_line(p, plan.requests))
-            )
+        outcome = run_live(plan, n_workers, console, quiet, report_every)
     records_path = records or output.with_suffix(".records.jsonl")
     write_jsonl(records_path, outcome.records)
     result = build_result(outcome, checks, bounds, views, str(records_path))
@@ -235,49 +281,25 @@ def bench(
 
     render_summary(result, Console())
     console.print(f"results: {output} · records: {records_path}")
+    if html is not None:
+        from slipstream.bench.html_report import run_html, write_html
+
+        write_html(html, run_html(result, outcome.records))
+        console.print(f"HTML report: {html}")
     if outcome.records and result["summary"]["requests"]["completed"] == 0:
         raise _fail(console, "every request failed (see errors above)", 3)
     if not result["slo"]["passed"]:
         raise typer.Exit(1)
 
 
-def _run_steps(
-    plan: RunPlan,
-    workers: int | None,
-    sweep_spec: tuple[str, list[float]] | None,
-    bounds: dict[str, float],
-    output: Path,
-    records: Path | None,
-    find_max_args: dict[str, float] | None,
-) -> None:
-    """--sweep / --find-max: one full run per step, each step's records in its own JSONL."""
-    from slipstream.bench.display import render_steps, step_line
-    from slipstream.bench.runner import RunOutcome
-
-    console = Console()
-    base = records or output.with_suffix(".records.jsonl")
-
-    def run(p: RunPlan) -> RunOutcome:
-        n = auto_workers(p) if workers is None else workers
-        return run_inline(p) if n == 0 else run_processes(p, n)
-
-    def on_step(step: SweepStep, outcome: RunOutcome) -> None:
-        path = base.with_name(base.name.replace(".records", f".{step.kind}-{step.value:g}.records"))
-        write_jsonl(path, outcome.records)
-        step.result["records_path"] = str(path)
-        console.print(step_line(step))
-
-    if find_max_args is not None:
-        found = search_max(plan, bounds, run, on_step=on_step, **find_max_args)  # type: ignore[arg-type]
-        doc = sweep_document("rate", found.steps, found)
-        steps = found.steps
-    else:
-        assert sweep_spec is not None
-        steps = run_sweep(plan, sweep_spec[0], sweep_spec[1], run, bounds, on_step)
-        doc = sweep_document(sweep_spec[0], steps)
-    write_result(output, doc)
-    render_steps(doc, console)
-    console.print(f"results: {output}")
+def _think(text: str) -> tuple[float, float]:
+    try:
+        parts = [float(x) for x in text.split(",")]
+    except ValueError:
+        raise ValueError(f"bad --think-time {text!r}: expected MEAN[,STDDEV] seconds") from None
+    if len(parts) > 2 or any(p < 0 for p in parts):
+        raise ValueError(f"bad --think-time {text!r}: expected MEAN[,STDDEV] seconds >= 0")
+    return parts[0], parts[1] if len(parts) > 1 else 0.0
 
 
 @app.command()
