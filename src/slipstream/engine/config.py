@@ -37,7 +37,7 @@ class EngineConfig:
     device: str = "auto"  # auto | cpu | cuda
     max_model_len: int | None = None  # None: the model's own context length (capped at 8192)
     seed: int = 0
-    num_threads: int | None = None  # torch intra-op threads on CPU; None: all cores
+    num_threads: int | None = None  # torch intra-op threads on CPU; None: all cores but one
     # auto: the C++ paged decode kernel on CPU when it builds, else the torch reference;
     # torch: always the reference; cpu_kernel: the kernel or fail.
     attention_backend: str = "auto"

@@ -6,6 +6,8 @@ Everything the scheduler decided arrives in the plan; the runner makes no schedu
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from slipstream.engine.attention.cpu_kernels import load_cpu_kernels
@@ -18,6 +20,14 @@ from slipstream.engine.runner.device import resolve_device, resolve_dtype
 from slipstream.engine.runner.sampler import Sampler, SampleRow
 from slipstream.engine.types import SampledToken, ScheduledSeq, StepPlan
 
+
+def default_cpu_threads() -> int:
+    """All cores but one: the HTTP process and clients need a core, and an OpenMP team that
+    shares its cores with another busy process stalls at every barrier (measured on the
+    2-core box: 2 threads ran 2-6x slower than 1 whenever anything else was running)."""
+    return max(1, len(os.sched_getaffinity(0)) - 1)
+
+
 # Up to this many tokens per step the int8 weight-only path wins on CPU (measured crossover).
 INT8_AUTO_ROWS = 4
 
@@ -26,8 +36,8 @@ class ModelRunner:
     def __init__(self, loaded: LoadedModel, config: EngineConfig, max_model_len: int) -> None:
         self.device = resolve_device(config.device)
         self.dtype = resolve_dtype(config.dtype, self.device)
-        if self.device.type == "cpu" and config.num_threads:
-            torch.set_num_threads(config.num_threads)
+        if self.device.type == "cpu":
+            torch.set_num_threads(config.num_threads or default_cpu_threads())
         self.block_size = config.cache.block_size
         use_kernel = self.device.type == "cpu" and config.attention_backend in (
             "auto",
