@@ -36,6 +36,7 @@ def test_serve_help_teaches_the_options() -> None:
         "--kv-cache-gib",
         "--no-prefix-caching",
         "--max-queue",
+        "--config",
     ):
         assert option in result.output
     assert "503" in result.output  # --max-queue says what happens when it is exceeded

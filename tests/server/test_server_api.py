@@ -232,9 +232,15 @@ def test_client_disconnect_mid_stream_frees_the_request(server: Any) -> None:
                 got.append(line)
             if len(got) == 3:
                 break
-        running = metric(
-            httpx.get(server.base_url + "/metrics").text, "slipstream:num_requests_running"
-        )
+        # The engine publishes its stats once per step; poll briefly for the running request.
+        running = 0.0
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and running != 1:
+            running = metric(
+                httpx.get(server.base_url + "/metrics").text, "slipstream:num_requests_running"
+            )
+            if running != 1:
+                time.sleep(0.05)
         assert running == 1
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -62,6 +63,25 @@ NameOpt = Annotated[
     typer.Option(help="Model id clients send and /v1/models lists; default: the --model value."),
 ]
 LogOpt = Annotated[str, typer.Option(help="Log level: debug, info, warning, error.")]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="A slipstream.yaml of models and their deployments (OpenAI-compatible, Anthropic, "
+        "Azure, Bedrock, Gemini, local). Without it, --model is served alone. The engine starts "
+        "only if a deployment is `provider: local`. Reloaded on SIGHUP or POST /admin/reload.",
+    ),
+]
+
+
+def _config_error_line(exc: Exception) -> str:
+    """A ConfigError's problems on one line: `invalid config F: models[0].x: msg; ...`."""
+    problems = getattr(exc, "problems", None)
+    source = getattr(exc, "source", "config")
+    if problems:
+        return f"invalid config {source}: " + "; ".join(problems)
+    return " ".join(str(exc).split())
 
 
 def _run(
@@ -78,17 +98,35 @@ def _run(
     max_queue: int,
     served_model_name: str | None,
     log_level: str,
+    config: Path | None = None,
 ) -> None:
+    from slipstream.config.loader import ConfigError, load_config
     from slipstream.engine.client import EngineStartupError
     from slipstream.engine.loader import resolve_model
+    from slipstream.server.gateway_setup import local_model
     from slipstream.server.serve import ServeOptions, run
 
+    def fail(message: str, code: int) -> typer.Exit:
+        typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+        return typer.Exit(code)
+
+    needs_engine = True
+    if config is not None:
+        try:
+            # Checked here for a fast, one-line failure; serve() loads it again to run.
+            local = local_model(load_config(config))
+            needs_engine = local is not None
+            model = local or model
+        except ConfigError as exc:
+            raise fail(_config_error_line(exc), 2) from None
+        except ValueError as exc:
+            raise fail(f"invalid config {config}: {exc}", 2) from None
     try:
-        resolve_model(model)
+        if needs_engine:
+            resolve_model(model)
     except ValueError as exc:
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2) from None
-    config = EngineConfig(
+        raise fail(str(exc), 2) from None
+    engine_config = EngineConfig(
         model=model,
         dtype=dtype,
         max_model_len=max_model_len,
@@ -107,12 +145,12 @@ def _run(
         served_model_name=served_model_name,
         max_queue=max_queue,
         log_level=log_level,
+        config_path=str(config) if config is not None else None,
     )
     try:
-        run(config, options)
+        run(engine_config, options)
     except EngineStartupError as exc:
-        typer.secho(f"error: the engine could not start: {exc}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(1) from None
+        raise fail(f"the engine could not start: {exc}", 1) from None
     except KeyboardInterrupt:
         pass
 
@@ -131,11 +169,14 @@ def serve(
     max_queue: QueueOpt = 256,
     served_model_name: NameOpt = None,
     log_level: LogOpt = "info",
+    config: ConfigOpt = None,
 ) -> None:
-    """Serve a model with the OpenAI API (chat, completions, models, health, metrics).
+    """Serve models through the gateway: OpenAI (chat, completions, embeddings, models) and
+    Anthropic (/v1/messages) front doors, plus health and metrics.
 
     Example: slipstream serve --model smollm2-135m --port 8000, then point any OpenAI client
-    at http://127.0.0.1:8000/v1.
+    at http://127.0.0.1:8000/v1 (or an Anthropic client at http://127.0.0.1:8000). With
+    --config slipstream.yaml, requests route to the configured deployments with fallbacks.
     """
     _run(**locals())
 

@@ -22,7 +22,15 @@ _TYPES: dict[ErrorKind, tuple[str, str | None]] = {
 def error_payload(error: ProviderError, message: str) -> dict[str, Any]:
     """The `{"error": {...}}` body the OpenAI SDKs parse (also used as the final SSE event)."""
     type_, code = _TYPES.get(error.kind, ("api_error", None))
-    return {"error": {"message": message, "type": type_, "param": None, "code": code}}
+    param = None
+    upstream = error.upstream_body
+    if isinstance(upstream, dict) and isinstance(upstream.get("error"), dict):
+        # An OpenAI-shaped upstream (the local engine, vLLM...) said which field and why.
+        detail = upstream["error"]
+        param = detail.get("param") if isinstance(detail.get("param"), str) else None
+        if isinstance(detail.get("code"), str):
+            code = detail["code"]
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
 class GatewayError(Exception):

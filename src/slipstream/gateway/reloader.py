@@ -30,7 +30,11 @@ class ConfigReloader:
         except ConfigError as exc:
             logger.error("config reload failed, keeping the running config: %s", exc)
             return exc
-        self.gateway.reload(config)
+        try:
+            self.gateway.reload(config)
+        except ValueError as exc:  # a deployment this process cannot build (e.g. no engine)
+            logger.error("config reload failed, keeping the running config: %s", exc)
+            return ConfigError(str(self.path), [str(exc)])
         self.reloads += 1
         logger.info("config reloaded from %s (%d models)", self.path, len(config.models))
         return None

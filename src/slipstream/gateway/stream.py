@@ -98,7 +98,9 @@ class GatewayStream:
     def _error_chunk(self, cause: ProviderError) -> StreamChunk:
         ctx = self.ctx
         message = ctx.state.redactor(f"upstream stream interrupted: {cause.message}")
-        err = ProviderError(ErrorKind.MID_STREAM, cause.status, message)
+        err = ProviderError(
+            ErrorKind.MID_STREAM, cause.status, message, upstream_body=cause.upstream_body
+        )
         ctx.error = err
         ctx.status = err.status
         payload = error_payload(err, message)

@@ -1,230 +1,137 @@
 """The embedded engine as a provider, so `provider: local` goes through the same pipeline
 (routing, fallbacks, metrics) as every remote upstream.
 
-It talks to the engine process only through `AsyncEngineClient` (its socket protocol): an
-OpenAI body becomes token ids (chat template + tokenizer) and `SamplingParams`, and the
-engine's text deltas become OpenAI responses or chunks. One choice per request (`n` = 1).
+This is the one place where OpenAI requests become engine requests: it talks to the engine
+process only through `AsyncEngineClient`. The concepts live in sibling modules:
+`local_plan` (body → engine requests), `local_sampling` (context checks, SamplingParams),
+`local_runs` (n choices, merging), `local_answers` (responses and chunks), `local_logprobs`,
+`local_usage` and `local_errors`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import time
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-from pydantic import ValidationError
-
-from slipstream.engine.client import (
-    EngineDeadError,
-    GenerationDelta,
-    GenerationRequest,
-    RequestRejectedError,
-)
-from slipstream.engine.types import SamplingParams
-from slipstream.protocol.openai import ChatCompletionRequest, CompletionRequest, SamplingRequest
+from slipstream.engine.client import AsyncEngineClient
+from slipstream.protocol.errors import APIError
+from slipstream.protocol.openai import Usage as OpenAIUsage
 from slipstream.providers.base import (
     Endpoint,
-    ErrorKind,
     ProviderError,
     ProviderRequest,
     ProviderResponse,
     StreamChunk,
     Usage,
 )
+from slipstream.providers.local_answers import ChunkShaper, answer
+from slipstream.providers.local_errors import (
+    engine_error,
+    from_api_error,
+    no_embeddings,
+    queue_full,
+)
+from slipstream.providers.local_plan import LocalPlan, plan_chat, plan_completion
+from slipstream.providers.local_runs import collect_all, merge
 from slipstream.providers.upstream_errors import mid_stream, unsupported
 
-
-def _bad(message: str) -> ProviderError:
-    return ProviderError(ErrorKind.BAD_REQUEST, 400, message)
+DEFAULT_MAX_QUEUE = 256  # engine requests allowed to wait beyond the running batch
 
 
-def _engine_error(exc: BaseException) -> ProviderError:
-    if isinstance(exc, RequestRejectedError):
-        return _bad(f"the engine rejected the request: {exc}")
-    return ProviderError(ErrorKind.SERVER, 503, f"the local engine is unavailable: {exc}")
-
-
-def _sampling(body: SamplingRequest, max_tokens: int) -> SamplingParams:
-    return SamplingParams(
-        temperature=1.0 if body.temperature is None else body.temperature,
-        top_p=1.0 if body.top_p is None else body.top_p,
-        top_k=0 if body.top_k is None or body.top_k < 0 else body.top_k,
-        min_p=body.min_p,
-        seed=body.seed,
-        presence_penalty=body.presence_penalty,
-        frequency_penalty=body.frequency_penalty,
-        repetition_penalty=body.repetition_penalty,
-        max_tokens=max_tokens,
-        min_tokens=min(body.min_tokens, max_tokens),
-        stop_token_ids=tuple(body.stop_token_ids or ()),
-        ignore_eos=body.ignore_eos,
+def _usage(u: OpenAIUsage) -> Usage:
+    details = u.prompt_tokens_details
+    return Usage(
+        prompt_tokens=u.prompt_tokens,
+        completion_tokens=u.completion_tokens,
+        cached_tokens=details.cached_tokens if details is not None else 0,
     )
+
+
+def _failure(exc: Exception) -> Exception:
+    """The ProviderError for an engine failure; anything else is re-raised as is."""
+    return engine_error(exc) or exc
 
 
 class LocalEngineProvider:
     name = "local"
 
-    def __init__(self, client: Any, *, model: str | None = None) -> None:
-        self.client = client  # an AsyncEngineClient, started by whoever owns the process
+    def __init__(
+        self,
+        client: AsyncEngineClient,
+        *,
+        model: str | None = None,
+        max_queue: int = DEFAULT_MAX_QUEUE,
+    ) -> None:
+        self.client = client  # started and stopped by whoever owns the engine process
         self.model = model
+        self.max_queue = max_queue
 
-    # --- request building --------------------------------------------------------------
-
-    def _prompt_ids(self, request: ProviderRequest) -> tuple[SamplingRequest, list[int]]:
-        tokenizer = self.client.tokenizer
-        try:
-            if request.endpoint is Endpoint.CHAT:
-                chat = ChatCompletionRequest.model_validate(request.body)
-                messages = [
-                    {**m.model_dump(exclude_none=True, exclude={"content"}), "content": m.text()}
-                    for m in chat.messages
-                ]
-                text = tokenizer.apply_chat_template(
-                    messages, add_generation_prompt=True, tools=chat.tools
-                )
-                return chat, tokenizer.encode(text, add_special_tokens=False)
-            if request.endpoint is Endpoint.COMPLETIONS:
-                completion = CompletionRequest.model_validate(request.body)
-                prompt = completion.prompt
-                if isinstance(prompt, str):
-                    return completion, tokenizer.encode(prompt, add_special_tokens=False)
-                if all(isinstance(t, int) for t in prompt):
-                    return completion, list(prompt)  # type: ignore[arg-type]
-                raise ValueError("the local provider takes one prompt per request")
-        except ValidationError as exc:
-            raise _bad(f"invalid request: {exc.errors()[0].get('msg', 'bad field')}") from None
-        except ValueError as exc:
-            raise _bad(str(exc)) from None
-        raise unsupported(self.name, request.endpoint)
-
-    def _generation(self, request: ProviderRequest) -> tuple[SamplingRequest, GenerationRequest]:
-        body, prompt_ids = self._prompt_ids(request)
-        if body.n != 1:
-            raise _bad("the local provider serves one choice per request (n=1)")
-        limit = self.client.model_info.max_model_len
-        requested = getattr(body, "requested_max_tokens", None) or body.max_tokens
-        if request.endpoint is Endpoint.COMPLETIONS and requested is None:
-            requested = 16  # the OpenAI default for completions
-        if len(prompt_ids) + (requested or 1) > limit:
-            raise ProviderError(
-                ErrorKind.CONTEXT_WINDOW,
-                400,
-                f"This model's maximum context length is {limit} tokens; the prompt has "
-                f"{len(prompt_ids)} tokens and {requested or 1} more were requested "
-                "(context_length_exceeded)",
-            )
-        max_tokens = requested or limit - len(prompt_ids)
-        generation = GenerationRequest(
-            request_id=f"{request.request_id}-{uuid.uuid4().hex[:8]}",
-            prompt_token_ids=prompt_ids,
-            sampling=_sampling(body, max_tokens),
-            stop=body.stop_list,
-            include_stop_str_in_output=body.include_stop_str_in_output,
-            cache_salt=body.cache_salt,
-        )
-        return body, generation
-
-    # --- answers -----------------------------------------------------------------------
+    @property
+    def max_outstanding(self) -> int:
+        """Engine requests admitted at once: a full running batch plus `max_queue` waiting."""
+        return self.client.config.scheduler.max_num_seqs + self.max_queue
 
     def _model(self, request: ProviderRequest) -> str:
         return str(request.body.get("model") or self.model or "local")
 
-    async def complete(self, request: ProviderRequest) -> ProviderResponse:
-        _, generation = self._generation(request)
-        texts: list[str] = []
-        last: GenerationDelta | None = None
+    async def _plan(self, request: ProviderRequest) -> LocalPlan:
         try:
-            async with contextlib.aclosing(self.client.generate(generation)) as deltas:
-                async for delta in deltas:
-                    texts.append(delta.text)
-                    last = delta
-        except (RequestRejectedError, EngineDeadError) as exc:
-            raise _engine_error(exc) from None
-        usage = _usage(last)
-        text = "".join(texts)
-        finish = (last.finish_reason if last else None) or "stop"
-        if request.endpoint is Endpoint.CHAT:
-            choice: dict[str, Any] = {
-                "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "finish_reason": finish,
-                "logprobs": None,
-            }
-            kind, prefix = "chat.completion", "chatcmpl"
-        else:
-            choice = {"index": 0, "text": text, "finish_reason": finish, "logprobs": None}
-            kind, prefix = "text_completion", "cmpl"
-        body = {
-            "id": f"{prefix}-{uuid.uuid4().hex}",
-            "object": kind,
-            "created": int(time.time()),
-            "model": self._model(request),
-            "choices": [choice],
-            "usage": _usage_json(usage),
-        }
-        return ProviderResponse(body=body, usage=usage)
+            if request.endpoint is Endpoint.CHAT:
+                plan = await plan_chat(self.client, request.body)
+            elif request.endpoint is Endpoint.COMPLETIONS:
+                plan = await plan_completion(self.client, request.body)
+            elif request.endpoint is Endpoint.EMBEDDINGS:
+                raise no_embeddings(self._model(request))
+            else:
+                raise unsupported(self.name, request.endpoint)
+        except APIError as exc:
+            raise from_api_error(exc) from None
+        outstanding = self.client.num_outstanding
+        if outstanding + len(plan.requests) > self.max_outstanding:
+            raise queue_full(outstanding, self.max_outstanding)
+        return plan
+
+    async def complete(self, request: ProviderRequest) -> ProviderResponse:
+        plan = await self._plan(request)
+        try:
+            results = await collect_all(self.client, plan.requests)
+        except Exception as exc:
+            raise _failure(exc) from None
+        body, usage = answer(plan, self._model(request), results)
+        return ProviderResponse(body=body, usage=_usage(usage))
 
     async def stream(self, request: ProviderRequest) -> AsyncIterator[StreamChunk]:
-        body, generation = self._generation(request)
-        chat = request.endpoint is Endpoint.CHAT
-        base = {
-            "id": f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}",
-            "object": "chat.completion.chunk" if chat else "text_completion",
-            "created": int(time.time()),
-            "model": self._model(request),
-        }
-
-        def chunk(text: str | None, finish: str | None, role: bool = False) -> dict[str, Any]:
-            if chat:
-                delta: dict[str, Any] = {"role": "assistant"} if role else {}
-                if text is not None:
-                    delta["content"] = text
-                choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
-            else:
-                choice = {"index": 0, "text": text or "", "finish_reason": finish, "logprobs": None}
-            return {**base, "choices": [choice]}
-
-        last: GenerationDelta | None = None
-        sent = False
+        """Waits for the first engine delta before the first chunk, so a request the engine
+        rejects is still a plain error (and can fall back), not a broken stream."""
+        plan = await self._plan(request)
+        shaper = ChunkShaper(plan, self._model(request))
+        deltas = merge(self.client, plan.requests)
         try:
-            async with contextlib.aclosing(self.client.generate(generation)) as deltas:
-                async for delta in deltas:
-                    if not sent and chat:
-                        yield StreamChunk(data=chunk("", None, role=True))
-                    sent = True
-                    last = delta
-                    yield StreamChunk(data=chunk(delta.text, delta.finish_reason))
-        except (RequestRejectedError, EngineDeadError) as exc:
-            error = _engine_error(exc)
-            raise (mid_stream(error) if sent else error) from None
-        usage = _usage(last)
-        if body.include_usage:
-            yield StreamChunk(
-                data={**base, "choices": [], "usage": _usage_json(usage)}, usage=usage
+            try:
+                first = await anext(deltas)
+            except StopAsyncIteration:
+                first = None
+            except Exception as exc:
+                raise _failure(exc) from None
+            for chunk in shaper.opening():
+                yield StreamChunk(data=chunk)
+            if first is not None:
+                yield StreamChunk(data=shaper.delta(*first))
+                try:
+                    async for index, delta in deltas:
+                        yield StreamChunk(data=shaper.delta(index, delta))
+                except Exception as exc:
+                    error = _failure(exc)
+                    raise (
+                        mid_stream(error) if isinstance(error, ProviderError) else error
+                    ) from None
+            usage = shaper.usage()
+            data: dict[str, Any] | None = (
+                shaper.usage_chunk(usage) if plan.body.include_usage else None
             )
-        else:
-            yield StreamChunk(data=None, usage=usage)
+            yield StreamChunk(data=data, usage=_usage(usage))
+        finally:
+            await deltas.aclose()
 
     async def aclose(self) -> None:
         """The engine process belongs to the server, which shuts it down."""
-
-
-def _usage(last: GenerationDelta | None) -> Usage:
-    if last is None:
-        return Usage()
-    return Usage(
-        prompt_tokens=last.num_prompt_tokens,
-        completion_tokens=last.num_completion_tokens,
-        cached_tokens=last.num_cached_tokens,
-    )
-
-
-def _usage_json(usage: Usage) -> dict[str, Any]:
-    return {
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
-        "total_tokens": usage.total_tokens,
-        "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
-    }

@@ -1,7 +1,9 @@
-"""`create_app`: the Starlette application serving the OpenAI API in front of one engine.
+"""`create_app`: the Starlette application serving the OpenAI and Anthropic front doors in
+front of one `Gateway` (which reaches the embedded engine and every remote upstream).
 
-Routes are thin; every user-caused failure arrives here as an `APIError` (or Starlette's
-404/405) and leaves as an OpenAI-shaped JSON error, so a bad request never disturbs others.
+Routes are thin; every failure caused before the gateway arrives here as an `APIError` (or
+Starlette's 404/405) and leaves as an OpenAI-shaped JSON error; gateway errors are written by
+the routes themselves with the request id and overhead headers.
 """
 
 from __future__ import annotations
@@ -10,18 +12,24 @@ import logging
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from slipstream.engine.client import AsyncEngineClient
+from slipstream.gateway import Gateway
+from slipstream.gateway.reloader import ConfigReloader
 from slipstream.obs.metrics import ServingMetrics
 from slipstream.protocol.errors import APIError, error_body
-from slipstream.server.routes_chat import chat_completions
-from slipstream.server.routes_completions import completions
+from slipstream.providers.base import Endpoint
+from slipstream.server.disconnect import ClientDisconnected
+from slipstream.server.headers import ResponseHeaders
+from slipstream.server.routes_admin import reload_config
 from slipstream.server.routes_info import health, list_models, metrics, openapi
-from slipstream.server.state import DEFAULT_MAX_QUEUE, ServerState
-from slipstream.server.streams import ClientDisconnected
+from slipstream.server.routes_messages import messages
+from slipstream.server.routes_openai import openai_route
+from slipstream.server.state import ServerState
 
 log = logging.getLogger("slipstream.server")
 
@@ -55,28 +63,31 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
 
 
 def create_app(
-    client: AsyncEngineClient,
-    served_model_name: str,
+    gateway: Gateway,
     *,
-    max_queue: int = DEFAULT_MAX_QUEUE,
-    metrics_registry: ServingMetrics | None = None,
+    client: AsyncEngineClient | None = None,
+    engine_metrics: ServingMetrics | None = None,
+    reloader: ConfigReloader | None = None,
 ) -> Starlette:
-    """The API app for a started `client`. The caller owns the client's lifecycle.
+    """The API app in front of `gateway`. The caller owns the gateway's and client's lifecycle.
 
-    `metrics_registry` should be the observer given to the client, so request latencies land
-    in it; without one, only engine-wide metrics are exported.
+    `client` is the embedded engine (for /health), `engine_metrics` the observer given to it
+    (so engine latencies land in /metrics), `reloader` enables POST /admin/reload.
     """
-    served_metrics = metrics_registry or ServingMetrics(lambda: client.stats)
     routes = [
-        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
-        Route("/v1/completions", completions, methods=["POST"]),
+        Route("/v1/chat/completions", openai_route(Endpoint.CHAT), methods=["POST"]),
+        Route("/v1/completions", openai_route(Endpoint.COMPLETIONS), methods=["POST"]),
+        Route("/v1/embeddings", openai_route(Endpoint.EMBEDDINGS), methods=["POST"]),
+        Route("/v1/messages", messages, methods=["POST"]),
         Route("/v1/models", list_models, methods=["GET"]),
+        Route("/admin/reload", reload_config, methods=["POST"]),
         Route("/health", health, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
     ]
     app = Starlette(
         routes=routes,
+        middleware=[Middleware(ResponseHeaders)],
         exception_handlers={
             APIError: _api_error,
             HTTPException: _http_error,
@@ -84,10 +95,5 @@ def create_app(
             Exception: _internal_error,
         },
     )
-    app.state.slipstream = ServerState(
-        client=client,
-        served_model_name=served_model_name,
-        metrics=served_metrics,
-        max_queue=max_queue,
-    )
+    app.state.slipstream = ServerState(gateway, client, engine_metrics, reloader)
     return app

@@ -1,19 +1,20 @@
-"""Parse a JSON request body into a protocol model; every failure is an OpenAI-shaped 400."""
+"""Read a JSON request body: the parsed object for routing plus the raw bytes for pass-through.
+
+No schema validation here: the provider that serves the request validates what it needs
+(the local engine with pydantic, an upstream with its own rules), so the hot path parses once.
+"""
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any
 
 import orjson
-from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
-from slipstream.protocol.errors import APIError, bad_request, from_validation_error
-
-ModelT = TypeVar("ModelT", bound=BaseModel)
+from slipstream.protocol.errors import APIError, bad_request
 
 
-async def parse_body(request: Request, model: type[ModelT]) -> ModelT:
+async def read_json(request: Request) -> tuple[dict[str, Any], bytes]:
     raw = await request.body()
     try:
         data = orjson.loads(raw)
@@ -29,7 +30,16 @@ async def parse_body(request: Request, model: type[ModelT]) -> ModelT:
             f"The request body must be a JSON object, not {type(data).__name__}.",
             code="invalid_json",
         )
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise from_validation_error(exc) from None
+    return data, raw
+
+
+def stream_flag(body: dict[str, Any]) -> bool:
+    """`stream` decides the kind of answer, so it is checked here (a clear 400, not a 500)."""
+    value = body.get("stream", False)
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    raise bad_request(
+        f"Invalid value for 'stream': Input should be a valid boolean (got {value!r})",
+        param="stream",
+        code="invalid_value",
+    )

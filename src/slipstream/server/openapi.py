@@ -55,6 +55,17 @@ def _generation_op(
     }
 
 
+def _passthrough_op(summary: str) -> dict[str, Any]:
+    """An operation whose JSON bodies are the upstream's own (no schema of ours)."""
+    return {
+        "post": {
+            "summary": summary,
+            "requestBody": {"required": True, "content": {"application/json": {}}},
+            "responses": {"200": {"description": "The answer"}, **_errors(400, 401, 404, 503)},
+        }
+    }
+
+
 @cache
 def openapi_document() -> dict[str, Any]:
     models = [
@@ -86,9 +97,19 @@ def openapi_document() -> dict[str, Any]:
                 CompletionResponse,
                 CompletionResponse,
             ),
+            "/v1/embeddings": _passthrough_op(
+                "Create embeddings (routed to a deployment that serves them; the local "
+                "engine answers 400)"
+            ),
+            "/v1/messages": _passthrough_op(
+                "Create an Anthropic Messages answer, or (with stream=true) Anthropic SSE events"
+            ),
+            "/admin/reload": _passthrough_op(
+                "Reload the config file (Authorization: Bearer <master_key>; 404 without one)"
+            ),
             "/v1/models": {
                 "get": {
-                    "summary": "List the served model",
+                    "summary": "List the public model names",
                     "responses": {"200": {"description": "Models", "content": _json(ModelList)}},
                 }
             },

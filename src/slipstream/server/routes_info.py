@@ -2,29 +2,25 @@
 
 from __future__ import annotations
 
+from prometheus_client import generate_latest
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from slipstream.obs.metrics import CONTENT_TYPE
 from slipstream.protocol.errors import error_body
-from slipstream.protocol.openai import ModelCard, ModelList
 from slipstream.server.openapi import openapi_document
 from slipstream.server.state import get_state
 
 
 async def list_models(request: Request) -> Response:
-    state = get_state(request)
-    info = state.client.model_info
-    models = ModelList(
-        data=[ModelCard(id=state.served_model_name, max_model_len=info.max_model_len)]
-    )
-    return JSONResponse(models.model_dump(mode="json"))
+    """Public model names only: never deployments, upstream URLs or credentials."""
+    return JSONResponse({"object": "list", "data": get_state(request).gateway.models()})
 
 
 async def health(request: Request) -> Response:
-    """200 while the engine process is alive and answering, 503 otherwise."""
-    state = get_state(request)
-    reason = state.client.dead_reason
+    """200 while the embedded engine (if any) is alive and answering, 503 otherwise."""
+    client = get_state(request).client
+    reason = client.dead_reason if client is not None else None
     if reason is None:
         return JSONResponse({"status": "ok"})
     return JSONResponse(
@@ -34,7 +30,12 @@ async def health(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    return Response(get_state(request).metrics.render(), media_type=CONTENT_TYPE)
+    """Engine metrics (when an engine runs) and the gateway's, in one exposition."""
+    state = get_state(request)
+    parts = [generate_latest(state.gateway.metrics.registry)]
+    if state.engine_metrics is not None:
+        parts.insert(0, state.engine_metrics.render())
+    return Response(b"".join(parts), media_type=CONTENT_TYPE)
 
 
 async def openapi(request: Request) -> Response:

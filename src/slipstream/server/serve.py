@@ -1,19 +1,32 @@
-"""Run the API server and its engine process together in one event loop."""
+"""Run the API server, its gateway and (when a deployment is local) the engine process in
+one event loop."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import logging
+import queue
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from logging.handlers import QueueHandler, QueueListener
 
 import uvicorn
 
+from slipstream.config.loader import load_config
+from slipstream.config.schema import GatewayConfig
 from slipstream.engine.client import AsyncEngineClient
 from slipstream.engine.config import EngineConfig
+from slipstream.gateway import Gateway
+from slipstream.gateway.reloader import ConfigReloader
 from slipstream.obs.metrics import ServingMetrics
 from slipstream.server.app import create_app
+from slipstream.server.gateway_setup import default_config, local_model, provider_factory
 from slipstream.server.state import DEFAULT_MAX_QUEUE
+
+log = logging.getLogger("slipstream.server")
 
 
 @dataclass(frozen=True)
@@ -23,6 +36,25 @@ class ServeOptions:
     served_model_name: str | None = None  # None: the engine config's model name
     max_queue: int = DEFAULT_MAX_QUEUE
     log_level: str = "info"
+    config_path: str | None = None  # slipstream.yaml; None: the embedded model alone
+
+
+def gateway_config(engine_config: EngineConfig, options: ServeOptions) -> GatewayConfig:
+    """Raises ConfigError (naming the bad field) for an invalid file."""
+    if options.config_path is not None:
+        return load_config(options.config_path)
+    return default_config(options.served_model_name or engine_config.model)
+
+
+def _watch_sighup(reloader: ConfigReloader | None) -> bool:
+    if reloader is None:
+        return False
+    try:
+        reloader.install_sighup()
+    except (ValueError, RuntimeError, NotImplementedError):  # not the main thread / platform
+        log.debug("SIGHUP reload unavailable here; POST /admin/reload still works")
+        return False
+    return True
 
 
 async def serve(
@@ -30,20 +62,27 @@ async def serve(
     options: ServeOptions,
     on_started: Callable[[uvicorn.Server], None] | None = None,
 ) -> None:
-    """Start the engine (raises EngineStartupError if the model cannot load), then serve
-    HTTP until the server is told to exit; the engine process is stopped on the way out."""
-    client = AsyncEngineClient(engine_config)
-    metrics = ServingMetrics(lambda: client.stats)
-    client.observer = metrics
-    await client.start()
+    """Start the engine if a deployment is local (raises EngineStartupError if the model
+    cannot load), then serve HTTP through the gateway until told to exit."""
+    config = gateway_config(engine_config, options)
+    engine_model = local_model(config)
+    client: AsyncEngineClient | None = None
+    metrics: ServingMetrics | None = None
+    if engine_model is not None:
+        if options.config_path is not None:
+            engine_config = dataclasses.replace(engine_config, model=engine_model)
+        client = AsyncEngineClient(engine_config)
+        metrics = ServingMetrics(lambda: client.stats)
+        client.observer = metrics
+        await client.start()
+    # A reload may re-point local deployments, but only at the model the engine runs.
+    local_names = frozenset({engine_model} if engine_model is not None else ())
+    gateway = Gateway(config, provider_factory(client, options.max_queue, local_names))
+    reloader = ConfigReloader(gateway, options.config_path) if options.config_path else None
+    watching = _watch_sighup(reloader)
     try:
-        app = create_app(
-            client,
-            options.served_model_name or engine_config.model,
-            max_queue=options.max_queue,
-            metrics_registry=metrics,
-        )
-        config = uvicorn.Config(
+        app = create_app(gateway, client=client, engine_metrics=metrics, reloader=reloader)
+        server_config = uvicorn.Config(
             app,
             host=options.host,
             port=options.port,
@@ -51,20 +90,47 @@ async def serve(
             lifespan="off",
             timeout_graceful_shutdown=5,
         )
-        server = uvicorn.Server(config)
+        server = uvicorn.Server(server_config)
         if on_started is not None:
             on_started(server)
         await server.serve()
     finally:
-        await client.shutdown()
+        if watching and reloader is not None:
+            with contextlib.suppress(Exception):
+                reloader.remove_sighup()
+        await gateway.aclose()
+        if client is not None:
+            await client.shutdown()
+
+
+def request_log(level: str) -> QueueListener:
+    """One JSON line per request on stderr (the gateway meter writes them) at info or below.
+
+    The event loop only enqueues records; a listener thread does the blocking writes, so a
+    slow terminal or pipe never stalls requests. Stop the returned listener on the way out.
+    """
+    logger = logging.getLogger("slipstream")
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    writer = logging.StreamHandler(sys.stderr)
+    writer.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(QueueHandler(records))
+    logger.setLevel(level.upper())
+    logger.propagate = False
+    listener = QueueListener(records, writer)
+    listener.start()
+    return listener
 
 
 def run(engine_config: EngineConfig, options: ServeOptions) -> None:
     """Blocking entry point for the CLI: uvloop when installed, else the default loop."""
+    listener = request_log(options.log_level)
     loop_factory = None
     with contextlib.suppress(ImportError):
         import uvloop
 
         loop_factory = uvloop.new_event_loop
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
-        runner.run(serve(engine_config, options))
+    try:
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            runner.run(serve(engine_config, options))
+    finally:
+        listener.stop()

@@ -20,7 +20,13 @@ class RouteStage:
             raise ProviderError(ErrorKind.BAD_REQUEST, 400, "the request has no 'model'")
         group = ctx.state.groups.get(model)
         if group is None:
-            raise ProviderError(ErrorKind.NOT_FOUND, 404, f"The model {model!r} does not exist")
+            known = ", ".join(f"`{name}`" for name in ctx.state.groups)
+            raise ProviderError(
+                ErrorKind.NOT_FOUND,
+                404,
+                f"The model `{model}` does not exist. This server serves {known} "
+                "(see GET /v1/models).",
+            )
         route = ctx.headers.get(ROUTE_HEADER)
         if route and not any(d.matches_route(route) for d in group.deployments):
             raise ProviderError(

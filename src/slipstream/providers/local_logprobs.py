@@ -1,4 +1,4 @@
-"""Engine logprobs in the two OpenAI shapes: chat (`content` list) and legacy completions."""
+"""Local engine logprobs in the two OpenAI shapes: chat (`content` list) and legacy completions."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""From an OpenAI request to engine requests: context-length checks and SamplingParams."""
+"""The local engine's sampling side of an OpenAI request: context-length checks (with
+OpenAI's exact messages, raised as `APIError`) and `SamplingParams` per choice."""
 
 from __future__ import annotations
 

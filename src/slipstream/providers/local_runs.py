@@ -1,48 +1,23 @@
-"""Running engine requests for a route: fan-out over `n` choices, collection, disconnects.
+"""Running the engine requests of one OpenAI request: fan-out over `n` choices and prompts,
+merged in arrival order, or collected to the end.
 
-Every engine iterator is closed in a `finally`, so a cancelled route (client gone) aborts
-its engine requests at once instead of letting them run to max_tokens.
+Every engine iterator is closed in a `finally`, so a cancelled call (the client went away,
+the gateway timed out) aborts its engine requests at once instead of running to max_tokens.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import TypeVar
-
-from starlette.requests import Request
 
 from slipstream.engine.client import (
     AsyncEngineClient,
-    EngineDeadError,
     GenerationDelta,
     GenerationRequest,
     LogprobEntry,
-    RequestRejectedError,
 )
-from slipstream.protocol.errors import APIError
-
-T = TypeVar("T")
-
-
-class ClientDisconnected(Exception):
-    """The HTTP client went away before the response was ready."""
-
-
-def engine_error(exc: BaseException) -> APIError | None:
-    """The API error for an engine-side failure, or None if `exc` is not one."""
-    if isinstance(exc, RequestRejectedError):
-        return APIError(400, str(exc), code="invalid_request")
-    if isinstance(exc, EngineDeadError):
-        return APIError(
-            503,
-            f"The inference engine is unavailable: {exc}",
-            type="server_error",
-            code="engine_unavailable",
-        )
-    return None
 
 
 @dataclass
@@ -112,27 +87,3 @@ async def collect_all(
             out.num_cached_tokens = delta.num_cached_tokens
             out.num_completion_tokens = delta.num_completion_tokens
     return results
-
-
-async def _wait_for_disconnect(request: Request) -> None:
-    while True:
-        message = await request.receive()
-        if message["type"] == "http.disconnect":
-            return
-
-
-async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
-    """Await `work`, cancelling it (and so aborting its engine requests) if the client leaves."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.create_task(_wait_for_disconnect(request))
-    try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        if not task.done():
-            task.cancel()
-        watcher.cancel()
-        await asyncio.gather(watcher, return_exceptions=True)
-    if task.cancelled() or not task.done():
-        await asyncio.gather(task, return_exceptions=True)
-        raise ClientDisconnected()
-    return task.result()

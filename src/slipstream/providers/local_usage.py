@@ -1,4 +1,4 @@
-"""Token usage of a response: prompt tokens counted once per prompt, completions summed."""
+"""Token usage of a local engine answer: prompt tokens counted once per prompt, completions summed."""
 
 from __future__ import annotations
 

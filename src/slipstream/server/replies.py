@@ -1,0 +1,55 @@
+"""Gateway answers written to HTTP: JSON bodies (raw upstream bytes when they can pass
+through), OpenAI SSE streams, and errors, each with the identity and overhead headers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import orjson
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from slipstream.gateway import GatewayError, GatewayResult, GatewayStream
+from slipstream.protocol.sse import DONE, MEDIA_TYPE
+
+JSON = "application/json"
+OVERHEAD = "x-slipstream-overhead-ms"
+
+
+def with_overhead(headers: dict[str, str], gateway_ms: float, server_s: float) -> dict[str, str]:
+    """The gateway's own overhead plus what the server spent parsing and writing."""
+    headers[OVERHEAD] = f"{gateway_ms + server_s * 1e3:.3f}"
+    return headers
+
+
+def json_reply(result: GatewayResult, server_s: float) -> Response:
+    t0 = time.perf_counter()
+    response = result.response
+    content = response.raw if response.raw is not None else orjson.dumps(response.body)
+    server_s += time.perf_counter() - t0
+    headers = with_overhead(result.headers(), result.overhead_ms, server_s)
+    return Response(content, status_code=response.status, media_type=JSON, headers=headers)
+
+
+def error_reply(error: GatewayError, server_s: float) -> Response:
+    headers = with_overhead(error.headers(), error.overhead_ms, server_s)
+    return JSONResponse(error.body(), status_code=error.status, headers=headers)
+
+
+async def openai_events(stream: GatewayStream) -> AsyncIterator[bytes]:
+    """`data: <chunk>` per chunk, `data: [DONE]` last; the stream is closed however it ends
+    (a client that leaves cancels this generator, which aborts the upstream call)."""
+    try:
+        async for chunk in stream:
+            if chunk.raw is not None:
+                yield b"data: " + chunk.raw + b"\n\n"
+            elif chunk.data is not None:  # neither: a usage-only chunk for metering
+                yield b"data: " + orjson.dumps(chunk.data) + b"\n\n"
+        yield DONE
+    finally:
+        await stream.aclose()
+
+
+def sse_reply(stream: GatewayStream, server_s: float) -> Response:
+    headers = with_overhead(stream.headers(), stream.overhead_ms, server_s)
+    return StreamingResponse(openai_events(stream), media_type=MEDIA_TYPE, headers=headers)
