@@ -1,0 +1,207 @@
+"""Tables for the terminal (rich) and a Markdown section for docs/benchmarks.md, from the JSON."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+TARGET_LABEL = {
+    "direct": "direct to upstream",
+    "slipstream": "via Slipstream",
+    "litellm": "via LiteLLM proxy",
+    "lean": "via bare pass-through (floor)",
+}
+
+
+def _ms(v: float | None, digits: int = 3) -> str:
+    return "–" if v is None else f"{v:.{digits}f} ms"
+
+
+def _num(v: float | None) -> str:
+    return "–" if v is None else f"{v:,.0f}"
+
+
+def _verdict(ok: bool | None) -> str:
+    return "" if ok is None else (" ✅" if ok else " ❌")
+
+
+def load_rows(res: dict[str, Any]) -> list[tuple[str, ...]]:
+    """(path, concurrency, req/s, p50, p99, server CPU µs/request, errors) per load level."""
+    rows = []
+    for target, by_c in res.get("load", {}).items():
+        for c, m in by_c.items():
+            med = m["median"]
+            errs = sum(r["errors"] for r in m["rounds"])
+            rows.append(
+                (
+                    TARGET_LABEL.get(target, target),
+                    c,
+                    _num(med["rps"]),
+                    _ms(med["p50_ms"]),
+                    _ms(med["p99_ms"], 2),
+                    _num(med.get("cpu_us_per_request")),
+                    f"{errs:,}",
+                )
+            )
+    return rows
+
+
+def print_report(res: dict[str, Any], console: Console | None = None) -> None:
+    console = console or Console(width=None if sys.stdout.isatty() else 140)
+    meta = res.get("meta", {})
+    console.print(
+        f"[bold]Gateway overhead[/bold] — {meta.get('cpu', '?')}, {meta.get('cores', '?')} cores, "
+        f"load average {meta.get('loadavg_start', '?')} → {meta.get('loadavg_end', '?')}"
+    )
+    if res.get("load"):
+        t = Table(title="Non-streaming chat completions (wrk, closed loop; median of rounds)")
+        for col in ("path", "concurrency", "req/s", "p50", "p99", "server CPU µs/req", "errors"):
+            t.add_column(col, justify="left" if col == "path" else "right")
+        for row in load_rows(res):
+            t.add_row(*row)
+        console.print(t)
+    summary = res.get("summary", {})
+    if summary:
+        t = Table(title="Against the targets")
+        for col in ("metric", "Slipstream", "LiteLLM", "target"):
+            t.add_column(col, justify="left" if col == "metric" else "right")
+        for key, label, target in (
+            ("added_p50_ms_c1", "added p50 latency, concurrency 1", "≤ 0.5 ms"),
+            ("first_event_overhead_p50_ms", "streaming first-event overhead, p50", "≤ 1 ms"),
+        ):
+            s = summary.get(key, {})
+            ok = s.get("slipstream_meets_target")
+            t.add_row(label, _ms(s.get("slipstream")) + _verdict(ok), _ms(s.get("litellm")), target)
+        ratio = summary.get("rps_ratio_c32")
+        if ratio is not None:
+            ok = ratio >= 10
+            t.add_row(
+                "req/s at concurrency 32, Slipstream ÷ LiteLLM",
+                f"{ratio:.1f}×{_verdict(ok)}",
+                "1×",
+                "≥ 10×",
+            )
+        console.print(t)
+    if res.get("first_byte"):
+        t = Table(title="Streaming: time to the first SSE event (one request at a time)")
+        for col in (
+            "path",
+            "requests",
+            "first event p50",
+            "p90",
+            "p99",
+            "whole stream p50",
+            "self-reported overhead p50",
+        ):
+            t.add_column(col, justify="left" if col == "path" else "right")
+        for target, fb in res["first_byte"].items():
+            t.add_row(
+                TARGET_LABEL.get(target, target),
+                f"{fb['requests']:,}",
+                _ms(fb["first_event_p50_ms"]),
+                _ms(fb["first_event_p90_ms"]),
+                _ms(fb["first_event_p99_ms"], 2),
+                _ms(fb["complete_p50_ms"]),
+                _ms(fb["self_reported_overhead_p50_ms"]),
+            )
+        console.print(t)
+    workers = res.get("workers")
+    if workers:
+        if workers.get("supported"):
+            t = Table(title=f"Slipstream workers (concurrency {workers['concurrency']})")
+            for col in ("workers", "req/s", "p50", "p99"):
+                t.add_column(col, justify="right")
+            for n, m in workers["results"].items():
+                t.add_row(n, _num(m["rps"]), _ms(m["p50_ms"]), _ms(m["p99_ms"], 2))
+            console.print(t)
+        else:
+            console.print(f"[yellow]Workers:[/yellow] {workers.get('note')}")
+    memory = res.get("memory")
+    if memory and memory.get("samples"):
+        t = Table(title="Slipstream RSS during the soak (wrk, concurrency 32)")
+        for col in ("requests served", "RSS main", "RSS with children"):
+            t.add_column(col, justify="right")
+        for s in memory["samples"]:
+            t.add_row(
+                f"{s['requests']:,}", f"{s['rss_main_mib']:.1f} MiB", f"{s['rss_tree_mib']:.1f} MiB"
+            )
+        console.print(t)
+    for name, prof in res.get("profiles", {}).items():
+        t = Table(title=f"py-spy: {name}, top functions (% of samples) — {prof['file']}")
+        t.add_column("own time")
+        t.add_column("%", justify="right")
+        t.add_column("including callees")
+        t.add_column("%", justify="right")
+        for (f1, p1), (f2, p2) in zip(prof["own"][:15], prof["inclusive"][:15], strict=False):
+            t.add_row(f1, f"{p1:.1f}", f2, f"{p2:.1f}")
+        console.print(t)
+    for note in res.get("notes", []):
+        console.print(f"[yellow]note:[/yellow] {note}")
+
+
+def markdown(res: dict[str, Any]) -> str:
+    """The section for docs/benchmarks.md (the command line and the machine state included)."""
+    meta = res.get("meta", {})
+    out = [
+        "## Gateway overhead: Slipstream vs LiteLLM proxy",
+        "",
+        f"Measured {meta.get('started', '?')} on {meta.get('cpu', '?')} ({meta.get('cores', '?')} "
+        f"cores, shared by upstream, gateway and wrk); load average "
+        f"{meta.get('loadavg_start', '?')} at the start, {meta.get('loadavg_end', '?')} at the end. "
+        f"LiteLLM {meta.get('litellm_version', '?')}, one worker, master key, Prometheus "
+        "callback, no DB/Redis. Slipstream: `slipstream serve --config`, one model → one `openai` "
+        "deployment, weighted routing and metrics on.",
+        "",
+        "```bash",
+        meta.get("command", ""),
+        "```",
+        "",
+        "| path | concurrency | req/s | p50 | p99 | server CPU per request |",
+        "|---|---|---|---|---|---|",
+    ]
+    out += [f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} | {r[4]} | {r[5]} µs |" for r in load_rows(res)]
+    summary = res.get("summary", {})
+    if summary:
+        a = summary.get("added_p50_ms_c1", {})
+        f = summary.get("first_event_overhead_p50_ms", {})
+        out += [
+            "",
+            "| | Slipstream | LiteLLM | target |",
+            "|---|---|---|---|",
+            f"| added p50, concurrency 1 | {_ms(a.get('slipstream'))} | {_ms(a.get('litellm'))} | ≤ 0.5 ms |",
+            f"| streaming first-event overhead, p50 | {_ms(f.get('slipstream'))} | {_ms(f.get('litellm'))} | ≤ 1 ms |",
+        ]
+        if summary.get("rps_ratio_c32") is not None:
+            out.append(
+                f"| req/s at concurrency 32 vs LiteLLM | {summary['rps_ratio_c32']:.1f}× | 1× | ≥ 10× |"
+            )
+    fb = res.get("first_byte", {})
+    if fb:
+        out += [
+            "",
+            "Streaming (one request at a time, time to the first SSE `data:` event):",
+            "",
+            "| path | first event p50 | p99 | whole stream p50 |",
+            "|---|---|---|---|",
+        ]
+        out += [
+            f"| {TARGET_LABEL.get(t, t)} | {_ms(f['first_event_p50_ms'])} | "
+            f"{_ms(f['first_event_p99_ms'], 2)} | {_ms(f['complete_p50_ms'])} |"
+            for t, f in fb.items()
+        ]
+    workers = res.get("workers")
+    if workers:
+        out.append("")
+        if workers.get("supported"):
+            parts = [f"{n} worker(s) {m['rps']:,.0f} req/s" for n, m in workers["results"].items()]
+            out.append(f"Workers (concurrency {workers['concurrency']}): " + ", ".join(parts) + ".")
+        else:
+            out.append(f"Workers: {workers.get('note')}")
+    memory = res.get("memory")
+    if memory and memory.get("samples"):
+        parts = [f"{s['rss_main_mib']:.1f} MiB after {s['requests']:,}" for s in memory["samples"]]
+        out.append(f"Slipstream RSS: {', '.join(parts)} requests.")
+    return "\n".join(out) + "\n"

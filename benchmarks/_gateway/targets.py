@@ -1,0 +1,174 @@
+"""The three paths under test and how each is configured, started and probed.
+
+  direct      the minimal upstream itself (the floor every gateway is measured against)
+  slipstream  `slipstream serve --config slipstream.yaml`: one model → one `openai` deployment
+              at the upstream; routing (weighted) and Prometheus metrics on, as by default
+  litellm     `litellm --config litellm.yaml --num_workers 1`: the same model list, master key
+              set, Prometheus callback on, no database, no Redis
+  lean        (optional) lean_proxy.py, a bare pass-through: the floor for any Python gateway
+
+All three answer the same chat-completion body at `/v1/chat/completions`; only the Authorization
+header differs (LiteLLM requires its master key; Slipstream and the upstream ignore it).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import orjson
+
+REPO = Path(__file__).resolve().parents[2]
+SLIPSTREAM_BIN = REPO / ".venv" / "bin" / "slipstream"
+LITELLM_BIN = Path("/tmp/litellm-venv/bin/litellm")
+UPSTREAM_SCRIPT = Path(__file__).resolve().parent / "upstream.py"
+LEAN_SCRIPT = Path(__file__).resolve().parent / "lean_proxy.py"
+PUBLIC_MODEL = "chat"
+UPSTREAM_MODEL = "upstream-model"
+UPSTREAM_KEY = "sk-upstream-bench"  # reaches the upstream, which ignores it
+LITELLM_MASTER_KEY = "sk-litellm-bench"
+CHAT_PATH = "/v1/chat/completions"
+MESSAGES = [
+    {"role": "system", "content": "You are a terse assistant."},
+    {"role": "user", "content": "What is the capital of France?"},
+]
+
+
+def chat_body(stream: bool) -> bytes:
+    body: dict[str, object] = {"model": PUBLIC_MODEL, "messages": MESSAGES, "max_tokens": 16}
+    if stream:
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    return orjson.dumps(body)
+
+
+@dataclass(frozen=True)
+class Target:
+    """How to start one path (None for direct) and what its clients must send."""
+
+    name: str
+    headers: dict[str, str] = field(default_factory=dict)
+    missing: str | None = None  # why it cannot run here, if it cannot
+    workers_flag: bool = False  # whether `--workers N` is accepted
+
+
+def upstream_argv(port: int) -> list[str]:
+    return [sys.executable, str(UPSTREAM_SCRIPT), "--port", str(port)]
+
+
+def lean_argv(port: int, upstream_port: int) -> list[str]:
+    upstream = f"http://127.0.0.1:{upstream_port}"
+    return [sys.executable, str(LEAN_SCRIPT), "--port", str(port), "--upstream", upstream]
+
+
+def slipstream_yaml(upstream_port: int) -> str:
+    return f"""# written by benchmarks/gateway_overhead.py
+models:
+  - name: {PUBLIC_MODEL}
+    routing:
+      strategy: weighted
+    deployments:
+      - provider: openai
+        model: {UPSTREAM_MODEL}
+        api_base: http://127.0.0.1:{upstream_port}/v1
+        api_key: env:BENCH_UPSTREAM_KEY
+"""
+
+
+def slipstream_argv(config: Path, port: int, workers: int = 1) -> list[str]:
+    argv = [str(SLIPSTREAM_BIN), "serve", "--config", str(config), "--port", str(port)]
+    if workers > 1:
+        argv += ["--workers", str(workers)]
+    return [*argv, "--log-level", "warning"]
+
+
+def litellm_yaml(upstream_port: int, metrics: bool) -> str:
+    callbacks = '  callbacks: ["prometheus"]\n' if metrics else ""
+    return f"""# written by benchmarks/gateway_overhead.py
+model_list:
+  - model_name: {PUBLIC_MODEL}
+    litellm_params:
+      model: openai/{UPSTREAM_MODEL}
+      api_base: http://127.0.0.1:{upstream_port}/v1
+      api_key: os.environ/BENCH_UPSTREAM_KEY
+router_settings:
+  routing_strategy: simple-shuffle
+litellm_settings:
+{callbacks}  set_verbose: false
+general_settings:
+  master_key: {LITELLM_MASTER_KEY}
+"""
+
+
+def litellm_argv(config: Path, port: int) -> list[str]:
+    return [
+        str(LITELLM_BIN),
+        "--config",
+        str(config),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--num_workers",
+        "1",
+    ]
+
+
+def chat_probe(headers: dict[str, str]) -> Callable[[httpx.Client, str], bool]:
+    """A readiness probe: one real chat completion must come back 200 with the answer."""
+
+    def probe(client: httpx.Client, url: str) -> bool:
+        r = client.post(
+            url + CHAT_PATH,
+            content=chat_body(False),
+            headers={"content-type": "application/json", **headers},
+        )
+        return r.status_code == 200 and "Paris" in r.text
+
+    return probe
+
+
+def discover(litellm_bin: Path = LITELLM_BIN) -> dict[str, Target]:
+    """The targets, each with the reason it cannot run here (if any)."""
+    slip_missing, workers = None, False
+    if not SLIPSTREAM_BIN.exists():
+        slip_missing = f"{SLIPSTREAM_BIN} not found (pip install -e . into .venv)"
+    else:
+        help_text = subprocess.run(
+            [str(SLIPSTREAM_BIN), "serve", "--help"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"},
+        ).stdout
+        if "--config" not in help_text:
+            slip_missing = "`slipstream serve --config` is not available in this checkout yet"
+        workers = "--workers" in help_text
+    lite_missing = None
+    if not litellm_bin.exists():
+        lite_missing = (
+            f"{litellm_bin} not found (python3 -m venv /tmp/litellm-venv && "
+            "/tmp/litellm-venv/bin/pip install 'litellm[proxy]' prometheus_client)"
+        )
+    return {
+        "direct": Target("direct"),
+        "slipstream": Target("slipstream", missing=slip_missing, workers_flag=workers),
+        "litellm": Target(
+            "litellm", {"Authorization": f"Bearer {LITELLM_MASTER_KEY}"}, lite_missing
+        ),
+        "lean": Target("lean"),
+    }
+
+
+def litellm_version(litellm_bin: Path = LITELLM_BIN) -> str | None:
+    python = litellm_bin.parent / "python"
+    r = subprocess.run(
+        [str(python), "-c", "import importlib.metadata as m; print(m.version('litellm'))"],
+        capture_output=True,
+        text=True,
+    )
+    return r.stdout.strip() or None
