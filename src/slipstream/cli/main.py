@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from slipstream.cli import bench
+from slipstream.cli import bench, keys, spend, teams
 from slipstream.cli.serve import engine, serve
 
 app = typer.Typer(
@@ -19,6 +19,9 @@ app = typer.Typer(
 app.command()(serve)
 app.command()(engine)
 app.add_typer(bench.app, name="bench")
+app.add_typer(keys.app, name="keys")
+app.add_typer(teams.app, name="teams")
+app.command("spend")(spend.spend)
 
 
 @app.command()

@@ -51,6 +51,13 @@ MaxLenOpt = Annotated[
         help="Context length (prompt + completion); default: the model's own, capped at 8192."
     ),
 ]
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="CPU threads for the engine's forward pass; default: all cores but one (an "
+        "OpenMP team that shares its cores with the HTTP process stalls at every barrier)."
+    ),
+]
 QueueOpt = Annotated[
     int,
     typer.Option(
@@ -99,10 +106,10 @@ def _run(
     served_model_name: str | None,
     log_level: str,
     config: Path | None = None,
+    threads: int | None = None,
 ) -> None:
     from slipstream.config.loader import ConfigError, load_config
     from slipstream.engine.client import EngineStartupError
-    from slipstream.engine.loader import resolve_model
     from slipstream.server.gateway_setup import local_model
     from slipstream.server.serve import ServeOptions, run
 
@@ -123,6 +130,8 @@ def _run(
             raise fail(f"invalid config {config}: {exc}", 2) from None
     try:
         if needs_engine:
+            from slipstream.engine.loader import resolve_model  # imports torch: only if needed
+
             resolve_model(model)
     except ValueError as exc:
         raise fail(str(exc), 2) from None
@@ -130,6 +139,7 @@ def _run(
         model=model,
         dtype=dtype,
         max_model_len=max_model_len,
+        num_threads=threads,
         cache=CacheConfig(
             block_size=block_size,
             kv_cache_memory_gib=kv_cache_gib,
@@ -170,6 +180,7 @@ def serve(
     served_model_name: NameOpt = None,
     log_level: LogOpt = "info",
     config: ConfigOpt = None,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Serve models through the gateway: OpenAI (chat, completions, embeddings, models) and
     Anthropic (/v1/messages) front doors, plus health and metrics.
@@ -195,6 +206,7 @@ def engine(
     max_queue: QueueOpt = 256,
     served_model_name: NameOpt = None,
     log_level: LogOpt = "info",
+    threads: ThreadsOpt = None,
 ) -> None:
     """Run one engine alone behind the OpenAI API, for a fleet behind one or more gateways."""
     _run(**locals())

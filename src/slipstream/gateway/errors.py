@@ -58,4 +58,6 @@ class GatewayError(Exception):
         h = {"x-request-id": self.request_id, "x-slipstream-overhead-ms": f"{self.overhead_ms:.3f}"}
         if self.error.retry_after is not None:
             h["retry-after"] = str(max(0, round(self.error.retry_after)))
+        # Stages may attach headers to their errors (e.g. x-ratelimit-* on a 429).
+        h.update(getattr(self.error, "headers", None) or {})
         return h

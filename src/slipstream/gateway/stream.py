@@ -19,6 +19,7 @@ from slipstream.gateway.errors import error_payload
 from slipstream.gateway.metrics import GatewayMetrics
 from slipstream.gateway.timeouts import OpenedStream
 from slipstream.providers.base import ErrorKind, ProviderError, StreamChunk
+from slipstream.tenancy.stream_usage import count_stream_chunk
 
 
 class GatewayStream:
@@ -94,6 +95,7 @@ class GatewayStream:
     def _note(self, chunk: StreamChunk) -> None:
         if chunk.usage is not None:
             self.ctx.usage = chunk.usage
+        count_stream_chunk(self.ctx, chunk)  # bills a cancelled stream for what it got
 
     def _error_chunk(self, cause: ProviderError) -> StreamChunk:
         ctx = self.ctx
@@ -133,4 +135,5 @@ def response_headers(ctx: RequestContext) -> dict[str, Any]:
     h = {"x-request-id": ctx.request_id, "x-slipstream-overhead-ms": f"{ctx.overhead_ms:.3f}"}
     if ctx.deployment is not None:
         h["x-slipstream-deployment"] = ctx.deployment.name
+    h.update(getattr(ctx.extra.get("tenant"), "response_headers", None) or {})
     return h
