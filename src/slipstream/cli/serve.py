@@ -51,6 +51,14 @@ MaxLenOpt = Annotated[
         help="Context length (prompt + completion); default: the model's own, capped at 8192."
     ),
 ]
+WorkersOpt = Annotated[
+    int,
+    typer.Option(
+        min=1,
+        help="Gateway worker processes sharing the port (needs --config without local "
+        "deployments; use redis_url so limits are shared across workers).",
+    ),
+]
 ThreadsOpt = Annotated[
     int | None,
     typer.Option(
@@ -107,6 +115,7 @@ def _run(
     log_level: str,
     config: Path | None = None,
     threads: int | None = None,
+    workers: int = 1,
 ) -> None:
     from slipstream.config.loader import ConfigError, load_config
     from slipstream.engine.client import EngineStartupError
@@ -156,11 +165,14 @@ def _run(
         max_queue=max_queue,
         log_level=log_level,
         config_path=str(config) if config is not None else None,
+        workers=workers,
     )
     try:
         run(engine_config, options)
     except EngineStartupError as exc:
         raise fail(f"the engine could not start: {exc}", 1) from None
+    except ValueError as exc:  # e.g. --workers with a local deployment
+        raise fail(str(exc), 2) from None
     except KeyboardInterrupt:
         pass
 
@@ -181,6 +193,7 @@ def serve(
     log_level: LogOpt = "info",
     config: ConfigOpt = None,
     threads: ThreadsOpt = None,
+    workers: WorkersOpt = 1,
 ) -> None:
     """Serve models through the gateway: OpenAI (chat, completions, embeddings, models) and
     Anthropic (/v1/messages) front doors, plus health and metrics.

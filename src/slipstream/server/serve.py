@@ -8,7 +8,9 @@ import contextlib
 import dataclasses
 import gc
 import logging
+import multiprocessing
 import queue
+import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +43,9 @@ class ServeOptions:
     max_queue: int = DEFAULT_MAX_QUEUE
     log_level: str = "info"
     config_path: str | None = None  # slipstream.yaml; None: the embedded model alone
+    # Gateway worker processes sharing the port (SO_REUSEPORT); >1 only without a local
+    # deployment, since the embedded engine is one process.
+    workers: int = 1
 
 
 def gateway_config(engine_config: EngineConfig, options: ServeOptions) -> GatewayConfig:
@@ -109,13 +114,14 @@ async def serve(
             proxy_headers=False,  # measured: uvicorn's proxy-header middleware costs on every request
         )
         server = uvicorn.Server(server_config)
+        sockets = [reuse_port_socket(options.host, options.port)] if options.workers > 1 else None
         if on_started is not None:
             on_started(server)
         # Start-up objects (torch, the model's tokenizer, config) live for the whole run:
         # freezing them keeps full GC passes short (measured: p99 130 ms -> 12 ms at 32 conns).
         gc.collect()
         gc.freeze()
-        await server.serve()
+        await server.serve(sockets=sockets)
     finally:
         if watching and reloader is not None:
             with contextlib.suppress(Exception):
@@ -145,8 +151,51 @@ def request_log(level: str) -> QueueListener:
     return listener
 
 
+def reuse_port_socket(host: str, port: int) -> socket.socket:
+    """A listening socket that other worker processes can bind too; the kernel spreads
+    connections across them."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    return sock
+
+
 def run(engine_config: EngineConfig, options: ServeOptions) -> None:
-    """Blocking entry point for the CLI: uvloop when installed, else the default loop."""
+    """Blocking entry point for the CLI: uvloop when installed, else the default loop.
+    With `workers` > 1 the extra workers are spawned processes running the same thing."""
+    if options.workers > 1:
+        if local_model(gateway_config(engine_config, options)) is not None:
+            raise ValueError(
+                "--workers > 1 needs a config without local deployments: the embedded engine is "
+                "one process. Run it with `slipstream engine` and point an openai deployment at it."
+            )
+        ctx = multiprocessing.get_context("spawn")
+        children = [
+            ctx.Process(target=_worker, args=(engine_config, options), daemon=True)
+            for _ in range(options.workers - 1)
+        ]
+        for child in children:
+            child.start()
+        try:
+            _run_one(engine_config, options)
+        finally:
+            for child in children:
+                child.terminate()
+            for child in children:
+                child.join(timeout=5)
+        return
+    _run_one(engine_config, options)
+
+
+def _worker(engine_config: EngineConfig, options: ServeOptions) -> None:
+    with contextlib.suppress(KeyboardInterrupt):
+        _run_one(engine_config, options)
+
+
+def _run_one(engine_config: EngineConfig, options: ServeOptions) -> None:
     listener = request_log(options.log_level)
     loop_factory = None
     with contextlib.suppress(ImportError):
