@@ -21,12 +21,14 @@ from .serve_harness import LogCapture, Served, start_serve
 
 BAD_KEY_CANARY = "sk-second-canary-0a9b8c7d-NEVER-SHOWN"
 MASTER = "master-canary-5e4d3c2b1a"
+AUTH = {"authorization": f"Bearer {MASTER}"}
 HI = [{"role": "user", "content": "Hi"}]
 
 
 def config_text(api_base: str, refused: str, extra_model: str = "") -> str:
     return f"""
 master_key: env:SLIPSTREAM_TEST_MASTER
+database_url: env:SLIPSTREAM_TEST_DB
 models:
   - name: chat                     # first deployment answers 500: fall back to chat-backup
     deployments:
@@ -70,8 +72,10 @@ models:
 
 
 @pytest.fixture(scope="module")
-def env() -> Iterator[None]:
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     mp = pytest.MonkeyPatch()
+    # A master key turns tenancy on; keep its SQLite ledger out of the working directory.
+    mp.setenv("SLIPSTREAM_TEST_DB", f"sqlite:///{tmp_path_factory.mktemp('db') / 'slip.db'}")
     mp.setenv("SLIPSTREAM_TEST_UPSTREAM_KEY", CANARY)
     mp.setenv("SLIPSTREAM_TEST_BAD_KEY", BAD_KEY_CANARY)
     mp.setenv("SLIPSTREAM_TEST_MASTER", MASTER)
@@ -113,7 +117,7 @@ def seen(server: Served) -> list[str]:
 
 @pytest.fixture(scope="module")
 def sdk(server: Served) -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.api_url, api_key="client-key", max_retries=0)
+    return openai.OpenAI(base_url=server.api_url, api_key=MASTER, max_retries=0)
 
 
 def received(upstream: FakeUpstream) -> list[dict[str, Any]]:
@@ -121,6 +125,8 @@ def received(upstream: FakeUpstream) -> list[dict[str, Any]]:
 
 
 def post(server: Served, path: str, seen: list[str], **kw: Any) -> httpx.Response:
+    # master_key is set, so tenancy auth is on: the master key is a valid client key too.
+    kw["headers"] = {**AUTH, **kw.get("headers", {})}
     r = httpx.post(server.api_url + path, timeout=30, **kw)
     seen.append(r.text + repr(dict(r.headers)))
     return r
@@ -160,7 +166,7 @@ def test_completions_and_embeddings_pass_through(sdk: openai.OpenAI) -> None:
 
 
 def test_anthropic_sdk_non_stream_and_stream(server: Served) -> None:
-    client = anthropic.Anthropic(base_url=server.base_url, api_key="client-key", max_retries=0)
+    client = anthropic.Anthropic(base_url=server.base_url, api_key=MASTER, max_retries=0)
     message = client.messages.create(model="chat", max_tokens=16, messages=HI, system="Be brief")
     assert message.content[0].text == "Hello there"
     assert message.stop_reason == "end_turn"
@@ -173,7 +179,7 @@ def test_anthropic_sdk_non_stream_and_stream(server: Served) -> None:
 
 
 def test_anthropic_errors_have_the_anthropic_shape(server: Served) -> None:
-    client = anthropic.Anthropic(base_url=server.base_url, api_key="client-key", max_retries=0)
+    client = anthropic.Anthropic(base_url=server.base_url, api_key=MASTER, max_retries=0)
     with pytest.raises(anthropic.NotFoundError) as info:
         client.messages.create(model="nope", max_tokens=4, messages=HI)
     assert info.value.body["error"]["type"] == "not_found_error"
@@ -203,7 +209,7 @@ def test_overhead_header_on_every_response(server: Served, seen: list[str]) -> N
         assert 0 <= float(r.headers["x-slipstream-overhead-ms"]) < 1000
         assert r.headers["x-request-id"]
     body = {"model": "chat-backup", "messages": HI, "stream": True}
-    with httpx.stream("POST", server.api_url + "/chat/completions", json=body) as r:
+    with httpx.stream("POST", server.api_url + "/chat/completions", json=body, headers=AUTH) as r:
         assert 0 <= float(r.headers["x-slipstream-overhead-ms"]) < 1000
         lines = [line for line in r.iter_lines() if line.startswith("data:")]
     assert lines[-1] == "data: [DONE]"
@@ -248,7 +254,7 @@ def test_canary_secrets_never_leave_the_gateway(
     r = post(server, "/chat/completions", seen, json={"model": "badkey", "messages": HI})
     assert r.status_code in (401, 502, 503) and r.json()["error"]["message"]
     body = {"model": "badkey", "messages": HI, "stream": True}
-    with httpx.stream("POST", server.api_url + "/chat/completions", json=body) as s:
+    with httpx.stream("POST", server.api_url + "/chat/completions", json=body, headers=AUTH) as s:
         seen.append(s.read().decode() + repr(dict(s.headers)))
     anthropic_error = post(
         server, "/messages", seen, json={"model": "badkey", "max_tokens": 4, "messages": HI}
