@@ -21,10 +21,12 @@ from tests.providers.fake_openai import make_app as make_openai_app
 
 from slipstream.protocol.anthropic import (
     chat_request_to_messages,
-    chat_response_to_messages,
     error_body,
-    messages_request_to_chat,
     messages_response_to_chat,
+)
+from slipstream.protocol.anthropic_inbound import (
+    chat_response_to_messages,
+    messages_request_to_chat,
 )
 from slipstream.protocol.anthropic_stream import (
     ChatStreamToMessages,

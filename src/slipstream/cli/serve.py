@@ -118,7 +118,7 @@ def _run(
     workers: int = 1,
 ) -> None:
     from slipstream.config.loader import ConfigError, load_config
-    from slipstream.engine.client import EngineStartupError
+    from slipstream.engine.generation import EngineStartupError
     from slipstream.server.gateway_setup import local_model
     from slipstream.server.serve import ServeOptions, run
 

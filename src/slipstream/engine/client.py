@@ -25,6 +25,14 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from slipstream.engine.config import EngineConfig
+from slipstream.engine.generation import (
+    EngineDeadError,
+    EngineStartupError,
+    GenerationDelta,
+    GenerationRequest,
+    LogprobEntry,
+    RequestRejectedError,
+)
 from slipstream.engine.ipc import (
     AbortRequests,
     AddRequest,
@@ -39,52 +47,9 @@ from slipstream.engine.ipc import (
 )
 from slipstream.engine.process import run_engine_process
 from slipstream.engine.stop_strings import StopTextMatcher
-from slipstream.engine.types import EngineStats, ModelInfo, RequestOutput, SamplingParams
+from slipstream.engine.types import EngineStats, ModelInfo, RequestOutput
 
 log = logging.getLogger("slipstream.engine.client")
-
-
-class EngineStartupError(RuntimeError):
-    """The engine process could not start (e.g. the model failed to load)."""
-
-
-class EngineDeadError(RuntimeError):
-    """The engine process is gone; in-flight and new requests fail with this."""
-
-
-class RequestRejectedError(ValueError):
-    """The engine refused a request (bad input); other requests are unaffected."""
-
-
-@dataclass(frozen=True)
-class GenerationRequest:
-    request_id: str
-    prompt_token_ids: list[int]
-    sampling: SamplingParams = field(default_factory=SamplingParams)
-    stop: tuple[str, ...] = ()
-    include_stop_str_in_output: bool = False
-    cache_salt: str | None = None
-
-
-@dataclass(frozen=True)
-class LogprobEntry:
-    """One generated token's logprob, with token text, and its top alternatives."""
-
-    token: str
-    token_id: int
-    logprob: float
-    top: tuple[tuple[str, int, float], ...] = ()  # (token text, token id, logprob)
-
-
-@dataclass(frozen=True)
-class GenerationDelta:
-    text: str
-    token_ids: list[int]
-    logprobs: list[LogprobEntry] | None
-    finish_reason: str | None
-    num_prompt_tokens: int
-    num_cached_tokens: int
-    num_completion_tokens: int  # cumulative
 
 
 class RequestObserver(Protocol):

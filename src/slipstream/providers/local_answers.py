@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from slipstream.engine.client import GenerationDelta
+from slipstream.engine.generation import GenerationDelta
 from slipstream.protocol.openai import (
     ChatChoice,
     ChatChunkChoice,

@@ -7,7 +7,7 @@ engine-only server did (`context_length_exceeded`, `invalid_value`, `queue_full`
 
 from __future__ import annotations
 
-from slipstream.engine.client import EngineDeadError, RequestRejectedError
+from slipstream.engine.generation import EngineDeadError, RequestRejectedError
 from slipstream.protocol.errors import APIError
 from slipstream.providers.base import ErrorKind, ProviderError
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from slipstream.engine.client import LogprobEntry
+from slipstream.engine.generation import LogprobEntry
 from slipstream.protocol.openai import (
     ChatLogprobs,
     ChatTokenLogprob,

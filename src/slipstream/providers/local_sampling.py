@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from slipstream.engine.client import GenerationRequest
+from slipstream.engine.generation import GenerationRequest
 from slipstream.engine.types import ModelInfo, SamplingParams
 from slipstream.protocol.errors import bad_request
 from slipstream.protocol.openai import SamplingRequest

@@ -13,9 +13,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from slipstream.gateway import GatewayError, GatewayStream
-from slipstream.protocol.anthropic import (
+from slipstream.protocol.anthropic import error_body
+from slipstream.protocol.anthropic_inbound import (
     chat_response_to_messages,
-    error_body,
     messages_request_to_chat,
 )
 from slipstream.protocol.anthropic_stream import ChatStreamToMessages, encode_event, error_event
