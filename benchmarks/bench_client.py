@@ -26,233 +26,22 @@ GuideLLM comes from its own venv: python3 -m venv /tmp/guidellm-venv &&
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import multiprocessing as mp
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
+from _bench_client.noop_server import NoopServer
+from _bench_client.stats import error_stats, itl_errors, judge, pct
+from _bench_client.table import table
+
 GUIDELLM = Path("/tmp/guidellm-venv/bin/guidellm")
-LOOSE_MS = 5.0  # a second, looser bound: how far each client gets when 1 ms is out of reach
+
 MIN_REQUESTS = 50  # per try: 100 stamps, so p99 is not just the single worst stamp
-
-
-# --------------------------------------------------------------------------- no-op server
-
-
-def _serve(sock: socket.socket, itl_ms: float) -> None:
-    """The no-op server's process: one uvloop, httptools parsing, chunks written at once."""
-    import httptools
-    import uvloop
-
-    log: dict[str, dict[str, Any]] = {}
-    counter = [0]
-
-    def chunk(data: bytes) -> bytes:
-        return b"%x\r\n%s\r\n" % (len(data), data)
-
-    def event(text: str) -> bytes:
-        obj = {
-            "id": "x",
-            "object": "chat.completion.chunk",
-            "model": "noop",
-            "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}],
-        }
-        return chunk(b"data: " + json.dumps(obj).encode() + b"\n\n")
-
-    class Proto(asyncio.Protocol):
-        def __init__(self) -> None:
-            self.parser = httptools.HttpRequestParser(self)
-            self.url, self.body, self.rid = b"", b"", ""
-            self.tr: asyncio.Transport | None = None
-
-        def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            self.tr = transport  # type: ignore[assignment]
-            transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-        def data_received(self, data: bytes) -> None:
-            try:
-                self.parser.feed_data(data)
-            except httptools.HttpParserError:
-                self.tr.close()  # type: ignore[union-attr]
-
-        def on_message_begin(self) -> None:
-            self.url, self.body, self.rid = b"", b"", ""
-
-        def on_url(self, url: bytes) -> None:
-            self.url += url
-
-        def on_header(self, name: bytes, value: bytes) -> None:
-            if name.lower() == b"x-request-id":
-                self.rid = value.decode()
-
-        def on_body(self, body: bytes) -> None:
-            self.body += body
-
-        def on_message_complete(self) -> None:
-            arrival_m, arrival_w = time.monotonic(), time.time()
-            tr = self.tr
-            assert tr is not None
-            if self.url.startswith(b"/log"):
-                body = json.dumps(log).encode()
-                log.clear()
-                tr.write(
-                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                    b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
-                )
-                return
-            if self.url.endswith(b"/models"):
-                body = b'{"object":"list","data":[{"id":"noop","object":"model"}]}'
-                tr.write(
-                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                    b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
-                )
-                return
-            counter[0] += 1
-            sid = f"s{counter[0]}"
-            req = json.loads(self.body or b"{}")
-            n = int(req.get("max_tokens") or req.get("max_completion_tokens") or 8)
-            entry = {
-                "rid": self.rid,
-                "arrival_m": arrival_m,
-                "arrival_w": arrival_w,
-                "writes_m": [],
-                "writes_w": [],
-                "n": n,
-            }
-            log[sid] = entry
-            asyncio.get_running_loop().create_task(self.stream(tr, sid, n, entry))
-
-        async def stream(self, tr: asyncio.Transport, sid: str, n: int, e: dict) -> None:
-            tr.write(
-                b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
-                b"Transfer-Encoding: chunked\r\n\r\n"
-            )
-            for i in range(n):
-                if i and itl_ms:
-                    await asyncio.sleep(itl_ms / 1000)
-                text = f" {sid}" if i == 0 else " x"
-                e["writes_m"].append(time.monotonic())
-                e["writes_w"].append(time.time())
-                tr.write(event(text))
-            usage = {"prompt_tokens": 8, "completion_tokens": n, "total_tokens": n + 8}
-            tail = {
-                "id": "x",
-                "object": "chat.completion.chunk",
-                "model": "noop",
-                "choices": [],
-                "usage": usage,
-            }
-            tr.write(
-                chunk(b"data: " + json.dumps(tail).encode() + b"\n\n")
-                + chunk(b"data: [DONE]\n\n")
-                + b"0\r\n\r\n"
-            )
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        server = await loop.create_server(Proto, sock=sock, backlog=4096)
-        await server.serve_forever()
-
-    uvloop.run(main())
-
-
-class NoopServer:
-    """The no-op server in a child process; ``log()`` fetches and clears its write log."""
-
-    def __init__(self, itl_ms: float = 0.0) -> None:
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(4096)
-        self.port = self.sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}/v1"
-        self.proc = mp.get_context("fork").Process(
-            target=_serve, args=(self.sock, itl_ms), daemon=True
-        )
-
-    def __enter__(self) -> NoopServer:
-        self.proc.start()
-        for _ in range(100):
-            try:
-                self.log()
-                return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("no-op server did not start")
-
-    def __exit__(self, *exc: object) -> None:
-        self.proc.kill()
-        self.proc.join(5)
-        self.sock.close()
-
-    def log(self) -> dict[str, dict[str, Any]]:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/log", timeout=30) as r:
-            return json.loads(r.read())
-
-
-# --------------------------------------------------------------------------- measurements
-
-
-def pct(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    s = sorted(values)
-    return s[min(len(s) - 1, int(q / 100 * len(s)))]
-
-
-def error_stats(errors_s: list[float]) -> dict[str, Any]:
-    ms = [e * 1000 for e in errors_s]
-    return {
-        "count": len(ms),
-        "p50_ms": pct(ms, 50),
-        "p99_ms": pct(ms, 99),
-        "max_ms": max(ms) if ms else None,
-        "min_ms": min(ms) if ms else None,
-    }
-
-
-def judge(
-    rate: float,
-    sent: list[float],
-    completed: int,
-    total: int,
-    stamp_err: list[float],
-    limit_ms: float,
-) -> dict[str, Any]:
-    """A rate is sustained when all completed, sends kept up, and stamps were < limit at p99."""
-    sent = sorted(sent)
-    achieved = (len(sent) - 1) / (sent[-1] - sent[0]) if len(sent) > 1 and sent[-1] > sent[0] else 0
-    err = error_stats(stamp_err)
-    kept_up = completed == total and total > 0 and achieved >= 0.95 * rate
-    p99 = err["p99_ms"] if err["p99_ms"] is not None else float("inf")
-    return {
-        "rate": rate,
-        "requests": total,
-        "completed": completed,
-        "achieved_send_rate": achieved,
-        "stamp_error": err,
-        "sustained": kept_up and p99 < limit_ms,
-        "sustained_loose": kept_up and p99 < LOOSE_MS,
-    }
-
-
-def itl_errors(pairs: list[tuple[float, float]]) -> dict[str, Any]:
-    """``pairs``: (measured mean ITL, true mean ITL) per request, seconds."""
-    errs = [abs(m - t) for m, t in pairs]
-    out = error_stats(errs)
-    out["mean_ms"] = sum(errs) / len(errs) * 1000 if errs else None
-    return out
-
-
-# --------------------------------------------------------------------------- slipstream bench
 
 
 def _plan(
@@ -531,36 +320,6 @@ def streams_test(
                 best = min(tries, key=lambda r: r["itl_error"]["p99_ms"])
                 out[c] = {**best, "tries": tries}
     return out
-
-
-def table(doc: dict[str, Any]) -> str:
-    n = doc["args"]["streams"]
-    limit = doc["args"]["limit_ms"]
-    rows = [
-        f"| client | highest rate, stamp p99 < {limit:g} ms (req/s) | highest rate, p99 < "
-        f"{LOOSE_MS:g} ms (req/s) | stamp error p50 / p99 at the lowest rate (ms) | "
-        f"ITL error at {n} streams p50 / p99 / mean (ms) | "
-        f"first-token stamp error at {n} streams p50 / p99 (ms) |",
-        "|---|---|---|---|---|---|",
-    ]
-    for c in dict.fromkeys([*doc["rate_search"], *doc["streams"]]):
-        steps = doc["rate_search"].get(c, [])
-        strict = doc["sustained_rate"].get(c)
-        loose = doc["sustained_rate_loose"].get(c)
-        low = steps[0]["stamp_error"] if steps else None
-        low_s = f"{low['p50_ms']:.3f} / {low['p99_ms']:.3f}" if low else "—"
-        st = doc["streams"].get(c)
-        itl = ft = "—"
-        if st:
-            e, f = st["itl_error"], st["first_token_stamp_error"]
-            itl = f"{e['p50_ms']:.3f} / {e['p99_ms']:.3f} / {e['mean_ms']:.3f}"
-            ft = f"{f['p50_ms']:.3f} / {f['p99_ms']:.3f}"
-        shown = [
-            f"{x:g}" if x else (f"none (< {steps[0]['rate']:g})" if steps else "—")
-            for x in (strict, loose)
-        ]
-        rows.append(f"| {c} | {shown[0]} | {shown[1]} | {low_s} | {itl} | {ft} |")
-    return "\n".join(rows)
 
 
 def main() -> None:

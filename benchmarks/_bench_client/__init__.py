@@ -1,0 +1,1 @@
+"""Parts of benchmarks/bench_client.py: the no-op server, error statistics, the table."""
