@@ -14,7 +14,6 @@ import orjson
 from slipstream.protocol.anthropic import chat_request_to_messages, messages_response_to_chat
 from slipstream.protocol.anthropic_stream import AnthropicStreamError, MessagesStreamToChat
 from slipstream.providers.base import (
-    Endpoint,
     ErrorKind,
     ProviderError,
     ProviderRequest,
@@ -25,7 +24,7 @@ from slipstream.providers.base import (
 from slipstream.providers.http_transport import UpstreamHTTP, iter_bytes
 from slipstream.providers.openai_compat import usage_from_openai
 from slipstream.providers.sse_reader import iter_sse
-from slipstream.providers.upstream_errors import Redactor, mid_stream, unsupported, untranslatable
+from slipstream.providers.upstream_errors import Redactor, mid_stream, translate_chat
 
 DEFAULT_API_BASE = "https://api.anthropic.com"
 DEFAULT_VERSION = "2023-06-01"
@@ -68,12 +67,7 @@ class AnthropicProvider:
         self.http = http or UpstreamHTTP(self.name, Redactor.of([api_key, *secrets]))
 
     def _prepare(self, request: ProviderRequest) -> tuple[bytes, dict[str, str]]:
-        if request.endpoint is not Endpoint.CHAT:
-            raise unsupported(self.name, request.endpoint)
-        try:
-            body = chat_request_to_messages(request.body)
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            raise untranslatable(self.name, exc) from None
+        body = translate_chat(self.name, request, chat_request_to_messages)
         body["stream"] = request.stream
         headers = {**request.headers, **self._headers} if request.headers else self._headers
         return orjson.dumps(body), headers

@@ -20,7 +20,6 @@ from botocore.credentials import Credentials
 from botocore.eventstream import EventStreamBuffer, ParserError
 
 from slipstream.providers.base import (
-    Endpoint,
     ErrorKind,
     ProviderError,
     ProviderRequest,
@@ -39,8 +38,7 @@ from slipstream.providers.upstream_errors import (
     Redactor,
     error_from_response,
     mid_stream,
-    unsupported,
-    untranslatable,
+    translate_chat,
 )
 
 # Bedrock exception names → status, for errors that arrive inside the event stream.
@@ -110,12 +108,7 @@ class BedrockProvider:
         return error
 
     def _prepare(self, request: ProviderRequest, action: str) -> tuple[str, bytes, dict[str, str]]:
-        if request.endpoint is not Endpoint.CHAT:
-            raise unsupported(self.name, request.endpoint)
-        try:
-            body = chat_to_converse(request.body)
-        except (ValueError, TypeError, KeyError, AttributeError, orjson.JSONDecodeError) as exc:
-            raise untranslatable(self.name, exc) from None
+        body = translate_chat(self.name, request, chat_to_converse)
         model = str(request.body.get("model") or self.model)
         url = f"{self.api_base}/model/{quote(model, safe='')}/{action}"
         content = orjson.dumps(body)

@@ -16,7 +16,6 @@ from urllib.parse import quote
 import orjson
 
 from slipstream.providers.base import (
-    Endpoint,
     ErrorKind,
     ProviderError,
     ProviderRequest,
@@ -34,8 +33,7 @@ from slipstream.providers.upstream_errors import (
     error_from_response,
     mid_stream,
     parse_duration,
-    unsupported,
-    untranslatable,
+    translate_chat,
 )
 
 GEMINI_API_BASE = "https://generativelanguage.googleapis.com/v1beta"
@@ -112,12 +110,7 @@ class GeminiProvider:
         return error
 
     def _prepare(self, request: ProviderRequest, method: str) -> tuple[str, bytes, dict[str, str]]:
-        if request.endpoint is not Endpoint.CHAT:
-            raise unsupported(self.name, request.endpoint)
-        try:
-            body = chat_to_gemini(request.body)
-        except (ValueError, TypeError, KeyError, AttributeError, orjson.JSONDecodeError) as exc:
-            raise untranslatable(self.name, exc) from None
+        body = translate_chat(self.name, request, chat_to_gemini)
         model = request.body.get("model") or self.model
         headers = {**request.headers, **self._headers} if request.headers else self._headers
         return f"{self._models}/{quote(str(model), safe='')}:{method}", orjson.dumps(body), headers

@@ -11,13 +11,13 @@ from __future__ import annotations
 import email.utils
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from slipstream.providers.base import Endpoint, ErrorKind, ProviderError
+from slipstream.providers.base import Endpoint, ErrorKind, ProviderError, ProviderRequest
 
 # Words by which each provider says "the prompt does not fit the context window".
 CONTEXT_WINDOW_MARKERS = (
@@ -209,3 +209,16 @@ def untranslatable(provider: str, exc: Exception) -> ProviderError:
     return ProviderError(
         ErrorKind.BAD_REQUEST, 400, f"cannot send this request to {provider}: {exc}"
     )
+
+
+def translate_chat(
+    provider: str, request: ProviderRequest, translate: Callable[[dict[str, Any]], dict[str, Any]]
+) -> dict[str, Any]:
+    """The chat body in the upstream's format, or a 400 the client can act on: an endpoint
+    the provider does not serve, or a request its format cannot express."""
+    if request.endpoint is not Endpoint.CHAT:
+        raise unsupported(provider, request.endpoint)
+    try:
+        return translate(request.body)
+    except (ValueError, TypeError, KeyError, AttributeError, orjson.JSONDecodeError) as exc:
+        raise untranslatable(provider, exc) from None
