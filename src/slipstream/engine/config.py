@@ -42,8 +42,9 @@ class EngineConfig:
     # torch: always the reference; cpu_kernel: the kernel or fail.
     attention_backend: str = "auto"
     # Steps with at most this many tokens use an int8 weight-only copy of the linear layers
-    # (CPU + bfloat16 only; bandwidth-bound decode reads half the bytes). None: auto
-    # (on for CPU bfloat16), 0: off.
+    # (CPU only; bandwidth-bound decode reads 2-4x fewer bytes). None: auto (on for CPU
+    # bfloat16, and for float32 picked by dtype="auto"; off for a float32 asked for by name),
+    # 0: off.
     int8_small_batch_rows: int | None = None
     cache: CacheConfig = field(default_factory=CacheConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)

@@ -52,6 +52,7 @@ class LlamaModel:
         max_positions: int,
         use_cpu_kernel: bool = False,
         int8_max_rows: int = 0,
+        fused_cpu_ops: bool = False,
     ) -> None:
         if spec.architecture not in SUPPORTED_ARCHITECTURES:
             raise ValueError(
@@ -121,6 +122,11 @@ class LlamaModel:
         self.attn = TorchPagedAttention(
             spec.num_heads, spec.num_kv_heads, spec.head_dim, use_cpu_kernel=use_cpu_kernel
         )
+        # One C++ op each for RMSNorm(+residual), rotary and SiLU-mul (layers/cpu_ops.py):
+        # float32 on CPU only, and only where exact parity with the reference is not promised.
+        self.fused_cpu_ops = (
+            fused_cpu_ops and device.type == "cpu" and dtype == torch.float32 and not spec.qk_norm
+        )
 
     def kv_bytes_per_token(self, dtype: torch.dtype) -> int:
         elem = torch.empty((), dtype=dtype).element_size()
@@ -135,6 +141,8 @@ class LlamaModel:
     ) -> torch.Tensor:
         """Hidden states [T, hidden] after the final norm."""
         x = F.embedding(input_ids, self.embed)
+        if self.fused_cpu_ops:
+            return self._forward_fused(x, positions, kv_caches, meta)
         cos, sin = self.rotary.tables(positions)
         t = x.shape[0]
         for layer, (k_cache, v_cache) in zip(self.layers, kv_caches, strict=True):
@@ -157,6 +165,40 @@ class LlamaModel:
             g, u = gu.split(self.intermediate, dim=-1)
             x = x + layer.down(F.silu(g) * u)
         return rms_norm(x, self.norm, self.eps)
+
+    def _forward_fused(
+        self,
+        x: torch.Tensor,
+        positions: torch.Tensor,
+        kv_caches: list[tuple[torch.Tensor, torch.Tensor]],
+        meta: AttentionMetadata,
+    ) -> torch.Tensor:
+        """The same layer math as forward(), with the small ops fused (about 12 ops a layer)."""
+        fused = torch.ops.slipstream_cpu_fused
+        t = x.shape[0]
+        qs, kvs = self.q_size, self.kv_size
+        norms = [layer.input_norm for layer in self.layers[1:]] + [self.norm]
+        h = fused.rms_norm(x, self.layers[0].input_norm, self.eps)
+        for layer, (k_cache, v_cache), next_norm in zip(self.layers, kv_caches, norms, strict=True):
+            qkv = layer.qkv(h)
+            fused.rope_qk_(
+                qkv,
+                positions,
+                self.rotary.cos,
+                self.rotary.sin,
+                self.num_heads,
+                self.num_kv_heads,
+                self.head_dim,
+            )
+            q = qkv[:, :qs].reshape(t, self.num_heads, self.head_dim)
+            k = qkv[:, qs : qs + kvs].reshape(t, self.num_kv_heads, self.head_dim)
+            v = qkv[:, qs + kvs :].reshape(t, self.num_kv_heads, self.head_dim)
+            self.attn.store(k, v, k_cache, v_cache, meta)
+            o = self.attn.forward(q, k_cache, v_cache, meta)
+            h = fused.add_rms_norm_(x, layer.o(o.reshape(t, qs)), layer.post_norm, self.eps)
+            a = fused.silu_mul(layer.gate_up(h))
+            h = fused.add_rms_norm_(x, layer.down(a), next_norm, self.eps)
+        return h
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.lm_head(hidden).float()

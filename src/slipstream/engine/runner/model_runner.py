@@ -28,8 +28,22 @@ def default_cpu_threads() -> int:
     return max(1, len(os.sched_getaffinity(0)) - 1)
 
 
-# Up to this many tokens per step the int8 weight-only path wins on CPU (measured crossover).
-INT8_AUTO_ROWS = 4
+# Up to this many tokens per step the int8 path wins on CPU (measured crossovers: bf16 with
+# torch's weight-only kernel, float32 with the block-int8 kernel; docs/benchmarks.md).
+INT8_AUTO_ROWS = {torch.bfloat16: 4, torch.float32: 8}
+
+
+def auto_int8_rows(config: EngineConfig, dtype: torch.dtype, device: torch.device) -> int:
+    """Rows for the int8 path when the config leaves it to us.
+
+    float32 chosen by `dtype="auto"` (a CPU without fast bf16) gets the block-int8 kernel; a
+    float32 the user asked for by name stays exact, as the parity tests expect.
+    """
+    if dtype == torch.float32 and config.dtype != "auto":
+        return 0
+    if dtype not in INT8_AUTO_ROWS or not int8_kernel_available(dtype, device):
+        return 0
+    return INT8_AUTO_ROWS[dtype]
 
 
 class ModelRunner:
@@ -52,9 +66,12 @@ class ModelRunner:
         self.attention_backend = "cpu_kernel" if use_kernel else "torch"
         rows = config.int8_small_batch_rows
         if rows is None:
-            rows = INT8_AUTO_ROWS if int8_kernel_available(self.dtype, self.device) else 0
+            rows = auto_int8_rows(config, self.dtype, self.device)
         elif rows > 0 and not int8_kernel_available(self.dtype, self.device):
-            raise ValueError("int8_small_batch_rows needs a CPU device and dtype bfloat16")
+            raise ValueError(
+                "int8_small_batch_rows needs a CPU device, dtype bfloat16 or float32, and (for "
+                "float32) the C++ block-int8 kernel, which did not build here"
+            )
         self.int8_small_batch_rows = rows
         self.model = LlamaModel(
             loaded.spec,
@@ -64,6 +81,8 @@ class ModelRunner:
             max_model_len,
             use_cpu_kernel=use_kernel,
             int8_max_rows=rows,
+            # the fused float32 ops come with the block-int8 kernel: same build, same trade
+            fused_cpu_ops=rows > 0 and self.dtype == torch.float32,
         )
         per_token = self.model.kv_bytes_per_token(self.dtype)
         if config.cache.num_blocks is not None:

@@ -1,0 +1,105 @@
+"""The C++ layer kernels (block-int8 linear, fused RMSNorm/rotary/SiLU-mul) against torch.
+
+The block-int8 kernel is checked two ways: exactly (to float rounding) against a plain-torch
+model of the same arithmetic, so any indexing or scale bug shows; and loosely against the
+float matmul, to bound what the quantization itself costs.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from slipstream.engine.layers.cpu_ops import load_layer_kernels
+from slipstream.engine.layers.linear import Linear, quantize_q8_blocks
+from slipstream.engine.layers.rotary import RotaryEmbedding
+
+pytestmark = pytest.mark.skipif(not load_layer_kernels(), reason="CPU layer kernels did not build")
+
+
+def reference_q8(x: torch.Tensor, wq: torch.Tensor, ws: torch.Tensor) -> torch.Tensor:
+    """The kernel's arithmetic in torch: x quantized per 32-block, integer block dots, scaled."""
+    m, k = x.shape
+    xb = x.reshape(m, k // 32, 32)
+    xs = xb.abs().amax(-1) / 127.0
+    xq = torch.round(xb * torch.where(xs > 0, 1.0 / xs, 0.0)[..., None]).to(torch.int64)
+    wb = wq.reshape(wq.shape[0], k // 32, 32).to(torch.int64)
+    dots = torch.einsum("mbi,nbi->mnb", xq, wb).double()  # exact integer block sums
+    return (dots * xs.double()[:, None, :] * ws.double()[None, :, :]).sum(-1).float()
+
+
+@pytest.mark.parametrize("m", [1, 2, 3, 4, 5, 9, 33])
+@pytest.mark.parametrize("n,k", [(8, 32), (37, 96), (130, 576)])
+def test_q8_linear_matches_its_torch_model_and_the_float_matmul(m: int, n: int, k: int) -> None:
+    g = torch.Generator().manual_seed(m * 1000 + n + k)
+    w = torch.randn(n, k, generator=g) * 0.05
+    x = torch.randn(m, k, generator=g)
+    x[0, :32] = 0.0  # an all-zero block must not divide by zero
+    bias = torch.randn(n, generator=g)
+    wq, ws = quantize_q8_blocks(w)
+    y = torch.ops.slipstream_cpu_linear.q8_linear(x, wq, ws, bias)
+    assert y.shape == (m, n) and y.dtype == torch.float32
+    torch.testing.assert_close(y, reference_q8(x, wq, ws) + bias, rtol=1e-4, atol=1e-4)
+    exact = F.linear(x, w, bias)
+    rel = ((y - exact).norm() / exact.norm()).item()
+    assert rel < 0.02, f"quantization error {rel:.4f} is larger than int8 blocks should give"
+
+
+def test_q8_linear_rejects_shapes_it_cannot_compute() -> None:
+    wq, ws = quantize_q8_blocks(torch.randn(8, 64))
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        torch.ops.slipstream_cpu_linear.q8_linear(torch.randn(2, 32), wq, ws, None)
+
+
+def test_linear_uses_int8_blocks_only_up_to_its_row_limit() -> None:
+    w = torch.randn(64, 128) * 0.05
+    layer = Linear(w, None, int8_max_rows=4)
+    assert layer.block_q8
+    small, big = torch.randn(4, 128), torch.randn(5, 128)
+    assert not torch.equal(layer(small), F.linear(small, w))  # quantized path
+    assert torch.equal(layer(big), F.linear(big, w))  # dense path, bit-exact
+    odd = Linear(torch.randn(16, 40), None, int8_max_rows=4)  # K not a multiple of 32
+    assert not odd.block_q8 and odd.w8 is None
+
+
+def reference_rms(x: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:
+    return w * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps))
+
+
+def test_fused_rms_norm_and_residual_add() -> None:
+    fused = torch.ops.slipstream_cpu_fused
+    x, d, w = torch.randn(7, 576), torch.randn(7, 576), torch.randn(576)
+    torch.testing.assert_close(fused.rms_norm(x, w, 1e-5), reference_rms(x, w, 1e-5))
+    residual = x.clone()
+    out = fused.add_rms_norm_(residual, d, w, 1e-5)
+    torch.testing.assert_close(residual, x + d)  # the residual stream is updated in place
+    torch.testing.assert_close(out, reference_rms(x + d, w, 1e-5))
+
+
+def test_fused_rope_rotates_q_and_k_in_place_and_leaves_v() -> None:
+    heads, kv_heads, d, t = 9, 3, 64, 5
+    rot = RotaryEmbedding(d, 256, 10000.0, None, torch.device("cpu"), torch.float32)
+    positions = torch.tensor([0, 3, 17, 100, 255])
+    qkv = torch.randn(t, (heads + 2 * kv_heads) * d)
+    q = qkv[:, : heads * d].reshape(t, heads, d)
+    k = qkv[:, heads * d : (heads + kv_heads) * d].reshape(t, kv_heads, d)
+    cos, sin = rot.tables(positions)
+    want_q, want_k = rot.apply(q, cos, sin), rot.apply(k, cos, sin)
+    v_before = qkv[:, (heads + kv_heads) * d :].clone()
+    torch.ops.slipstream_cpu_fused.rope_qk_(qkv, positions, rot.cos, rot.sin, heads, kv_heads, d)
+    torch.testing.assert_close(qkv[:, : heads * d].reshape(t, heads, d), want_q)
+    torch.testing.assert_close(
+        qkv[:, heads * d : (heads + kv_heads) * d].reshape(t, kv_heads, d), want_k
+    )
+    assert torch.equal(qkv[:, (heads + kv_heads) * d :], v_before)
+    with pytest.raises(RuntimeError, match="position"):
+        torch.ops.slipstream_cpu_fused.rope_qk_(
+            qkv, torch.tensor([0, 1, 2, 3, 256]), rot.cos, rot.sin, heads, kv_heads, d
+        )
+
+
+def test_fused_silu_mul() -> None:
+    gu = torch.randn(6, 2 * 1536) * 4
+    g, u = gu.split(1536, dim=-1)
+    torch.testing.assert_close(torch.ops.slipstream_cpu_fused.silu_mul(gu), F.silu(g) * u)
