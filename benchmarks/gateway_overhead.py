@@ -7,16 +7,29 @@ errors and Ctrl-C):
   upstream  a minimal OpenAI-compatible server that answers at once (raw ASGI on uvicorn +
             uvloop + httptools; chat.completion JSON with usage, or an SSE stream of 11 events)
   targets   direct (the upstream itself), slipstream (`slipstream serve --config`, one model ->
-            one `openai` deployment, weighted routing and metrics on), litellm (`litellm
-            --config --num_workers 1`, master key, Prometheus callback, no DB, no Redis), and,
-            only if named in --targets, lean (a bare pass-through proxy: Python's floor here)
+            one `openai` deployment, weighted routing and metrics on, tenancy off),
+            slipstream-tenancy (the same config plus master_key, database_url and redis_url:
+            a fresh PostgreSQL database per run, dropped at the end, and Redis for limits and
+            budgets; clients send a virtual key made through POST /admin/keys with limits and
+            a budget no run can reach, so auth, rate limits, budgets and the spend ledger all
+            run on every request; --tenancy-store sqlite: a SQLite file in the logs folder and
+            in-process limits instead), litellm (`litellm --config --num_workers 1`, master
+            key, Prometheus callback, no DB, no Redis), litellm-db (the same with database_url
+            to a fresh PostgreSQL database: its spend logging; needs Prisma's engine binaries,
+            else reported as skipped with the reason), and, only if named in --targets, lean
+            (a bare pass-through proxy: Python's floor here)
 
   load      wrk (1 thread, keep-alive, closed loop) posts the same non-streaming chat
             completion at each --concurrency for --duration seconds; req/s, p50, p99. Targets
             take turns within each of --rounds rounds and the median of the rounds is
             reported, so drift in the machine's load hits all of them alike.
-            Summary: added p50 (gateway p50 - direct p50) at concurrency 1, and Slipstream's
-            req/s / LiteLLM's at the highest concurrency.
+            Summary: added p50 (gateway p50 - direct p50) at concurrency 1, Slipstream's
+            req/s / LiteLLM's, and slipstream-tenancy's req/s / slipstream's at the highest
+            concurrency.
+  spend     once the bench key's ledger stopped growing and the servers stopped: its rows and
+            cost, read from the database, against the requests its clients saw answered
+            (wrk's requests in flight at each stop are billed but not counted: a few rows
+            more is expected, fewer would be lost spend). The databases are then dropped.
   stream    time to the first SSE `data:` event of a streamed chat completion, one request at a
             time over a keep-alive socket (raw HTTP/1.1 client, so no library parsing cost per
             sample), p50/p90/p99; overhead = gateway p50 - direct p50.
@@ -26,7 +39,8 @@ errors and Ctrl-C):
             process (and with its children) after warm-up, 10,000 and the total.
 
 Targets (from 2026-11-27 measurements of LiteLLM on the 2-core box): added p50 <= 0.5 ms,
->= 10x LiteLLM's req/s at concurrency 32, streaming first-event overhead <= 1 ms.
+>= 10x LiteLLM's req/s at concurrency 32, streaming first-event overhead <= 1 ms; with keys,
+limits and spend on: added p50 still <= 0.5 ms and req/s at concurrency 32 >= 0.8x tenancy off.
 
 Everything shares the machine's cores (upstream, gateway, wrk, this script); nothing is pinned
 unless --taskset CPUS is given, which pins every process started here (wrk included) to CPUS.
@@ -35,10 +49,12 @@ The load average at the start and end is recorded: compare runs only when it was
 Typical use (from the repository root):
 
   python3 -m venv /tmp/litellm-venv && /tmp/litellm-venv/bin/pip install 'litellm[proxy]' prometheus_client
-  apt-get install -y wrk
-  .venv/bin/python benchmarks/gateway_overhead.py --quick                 # smoke, ~1.5 min
+  apt-get install -y wrk    # and PostgreSQL (trust auth for --pg-url) and Redis on 127.0.0.1
+  .venv/bin/python benchmarks/gateway_overhead.py --quick                 # smoke, ~2 min
   .venv/bin/python benchmarks/gateway_overhead.py --output bench-results/gateway_overhead.json
   .venv/bin/python benchmarks/gateway_overhead.py --targets direct,slipstream --phases load,stream
+  # keys, limits and spend embedded (SQLite file, in-process limits; no PostgreSQL or Redis):
+  .venv/bin/python benchmarks/gateway_overhead.py --targets direct,slipstream,slipstream-tenancy --tenancy-store sqlite
 """
 
 from __future__ import annotations
@@ -58,10 +74,11 @@ from rich.console import Console
 from _gateway import report
 from _gateway.phases import Bench
 from _gateway.targets import LITELLM_BIN, REPO, discover, litellm_version
+from _gateway.tenancy import preflight
 from _gateway.wrk_load import wrk_path
 
-ALL_TARGETS = ("direct", "slipstream", "litellm", "lean")
-DEFAULT_TARGETS = ("direct", "slipstream", "litellm")
+ALL_TARGETS = ("direct", "slipstream", "slipstream-tenancy", "litellm", "litellm-db", "lean")
+DEFAULT_TARGETS = ("direct", "slipstream", "slipstream-tenancy", "litellm", "litellm-db")
 ALL_PHASES = ("load", "stream", "workers", "memory")
 console = Console(width=None if sys.stdout.isatty() else 140)
 
@@ -124,6 +141,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--litellm-bin", type=Path, default=LITELLM_BIN)
     p.add_argument(
+        "--tenancy-store",
+        choices=("postgres", "sqlite"),
+        default="postgres",
+        help="slipstream-tenancy's store: postgres (a fresh database on --pg-url, limits on "
+        "--redis-url; default) or sqlite (a file in the logs folder, in-process limits)",
+    )
+    p.add_argument(
+        "--pg-url",
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        help="PostgreSQL where each run creates (and drops) its databases",
+    )
+    p.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    p.add_argument(
         "--taskset",
         default=None,
         metavar="CPUS",
@@ -179,7 +209,12 @@ def main(argv: list[str] | None = None) -> int:
     if wrk_path() is None:
         console.print("[red]wrk not found[/red]: apt-get install -y wrk")
         return 2
-    found = discover(args.litellm_bin)
+    found = discover(
+        args.litellm_bin,
+        preflight(
+            args.target_list, args.tenancy_store, args.pg_url, args.redis_url, args.litellm_bin
+        ),
+    )
     targets = {}
     for name in args.target_list:
         if found[name].missing:
@@ -201,7 +236,9 @@ def main(argv: list[str] | None = None) -> int:
         "cores": os.cpu_count(),
         "loadavg_start": loadavg(),
         "python": platform.python_version(),
-        "litellm_version": litellm_version(args.litellm_bin) if "litellm" in targets else None,
+        "litellm_version": litellm_version(args.litellm_bin)
+        if {"litellm", "litellm-db"} & set(targets)
+        else None,
         "litellm_metrics": not args.no_litellm_metrics,
         "taskset": args.taskset,
         "duration_s": args.duration,
@@ -216,8 +253,17 @@ def main(argv: list[str] | None = None) -> int:
         upstream = bench.start_upstream()
         bench.servers["direct"] = upstream
         res.setdefault("commands", {})["upstream"] = shlex.join(upstream.argv)
-        for g in gateways:
-            bench.servers[g] = bench.start_gateway(g, upstream)
+        for g in list(gateways):
+            try:
+                bench.servers[g] = bench.start_gateway(g, upstream)
+            except RuntimeError as exc:
+                if g != "litellm-db":
+                    raise
+                # Preflight found nothing missing, yet it did not start: skip it, say why.
+                res["meta"]["skipped"][g] = f"did not start: {str(exc)[-600:]}"
+                console.print(f"[yellow]skipping {g}[/yellow]: did not start (see its log)")
+                gateways.remove(g)
+                del targets[g]
         names = list(targets)
         if "load" in args.phase_list:
             console.print("[bold]load[/bold] (wrk)")
@@ -226,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
             console.print("[bold]streaming first event[/bold]")
             bench.stream(names)
         res["rss_after_load_mib"] = {g: bench.servers[g].rss_mib() for g in gateways}
+        bench.spend_live()
         for g in gateways:
             bench.group.stop(bench.servers.pop(g))
         if "slipstream" in targets and "workers" in args.phase_list:
@@ -243,6 +290,9 @@ def main(argv: list[str] | None = None) -> int:
         rc = 1
     finally:
         bench.group.stop_all()
+        if bench.dbs:
+            console.print("[bold]spend ledger[/bold]")
+            bench.spend_final()
     res["meta"]["loadavg_end"] = loadavg()
     bench.summarize(gateways)
     out_path.write_text(json.dumps(res, indent=2))

@@ -11,14 +11,17 @@ import dataclasses
 import shlex
 import statistics
 import subprocess
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import httpx
 from rich.console import Console
 
 from _gateway import profile
 from _gateway.first_byte import measure_first_byte
 from _gateway.processes import ProcessGroup, Server, free_port
+from _gateway.spend import SpendCheck
 from _gateway.targets import (
     CHAT_PATH,
     UPSTREAM_KEY,
@@ -32,10 +35,13 @@ from _gateway.targets import (
     slipstream_yaml,
     upstream_argv,
 )
+from _gateway.tenancy import BENCH_MASTER_KEY, BenchDB, admin_probe, create_bench_key
 from _gateway.wrk_load import LoadResult, run_wrk, write_script
 
+STREAM_WARMUP = 50  # streamed requests per target before the timed ones
 
-class Bench:
+
+class Bench(SpendCheck):
     """One run: the servers it started, the wrk scripts, and the results as they come."""
 
     def __init__(
@@ -49,10 +55,16 @@ class Bench:
         self.console = console
         self.group = ProcessGroup(run_dir, args.taskset)
         self.servers: dict[str, Server] = {}
+        # What clients send; slipstream-tenancy's virtual key is added once its server is up.
+        self.headers = {name: dict(t.headers) for name, t in targets.items()}
         self.scripts = {
-            name: write_script(run_dir, name, chat_body(False), t.headers)
-            for name, t in targets.items()
+            name: write_script(run_dir, name, chat_body(False), self.headers[name])
+            for name in targets
         }
+        self.sent: Counter[str] = Counter()  # answered requests per target (probe, warm-up, runs)
+        self.dbs: dict[str, BenchDB] = {}  # the databases made for this run
+        self.keys: dict[str, dict[str, str]] = {}  # the bench key (and its team) per target
+        self.ready: set[str] = set()
         self.res: dict[str, Any] = {"notes": []}
 
     # -- servers ---------------------------------------------------------------------------
@@ -68,31 +80,74 @@ class Bench:
         # LITELLM_LOCAL_MODEL_COST_MAP: skip its start-up fetch of prices from GitHub (offline box).
         env = {"BENCH_UPSTREAM_KEY": UPSTREAM_KEY, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
         label = f"{name}{tag}"
+        probe = chat_probe(self.headers[name])
+        cfg = self.run_dir / f"{name}.yaml"
         if name == "lean":
             argv = lean_argv(port, upstream.port)
-        elif name == "slipstream":
-            cfg = self.run_dir / "slipstream.yaml"
-            cfg.write_text(slipstream_yaml(upstream.port))
+        elif name.startswith("slipstream"):
+            tenancy = self._tenancy_config(env) if name == "slipstream-tenancy" else None
+            cfg.write_text(slipstream_yaml(upstream.port, tenancy))
             argv = slipstream_argv(cfg, port, workers)
+            probe = admin_probe if tenancy else probe  # no key for a chat completion yet
         else:
-            cfg = self.run_dir / "litellm.yaml"
-            cfg.write_text(litellm_yaml(upstream.port, not self.args.no_litellm_metrics))
+            if name == "litellm-db":
+                self.dbs[name] = BenchDB.postgres(self.args.pg_url, "litellm_bench")
+                env["DATABASE_URL"] = self.dbs[name].url
+            metrics = not self.args.no_litellm_metrics
+            cfg.write_text(litellm_yaml(upstream.port, metrics, database=name == "litellm-db"))
             argv = litellm_argv(cfg, port)
             argv[0] = str(self.args.litellm_bin)
         # LiteLLM reads config-relative files and writes caches in its cwd: give it run_dir.
         server = self.group.start(label, argv, port, env=env, cwd=self.run_dir)
-        took = server.wait_ready(chat_probe(self.targets[name].headers), self.args.startup_timeout)
+        try:
+            took = server.wait_ready(probe, self.args.startup_timeout)
+            if name == "slipstream-tenancy":
+                self._make_key(name, server)
+        except Exception:
+            self.group.stop(server)
+            raise
+        self.sent[name] += 1
+        self.ready.add(name)
         self.console.print(f"  {label} ready on :{port} after {took:.1f}s")
         self.res.setdefault("commands", {})[label] = shlex.join(argv)
         # Warm up (imports, connection pools, first-request caches) before anything is timed.
-        run_wrk(
+        warm = run_wrk(
             server.url + CHAT_PATH,
             self.scripts[name],
             8,
             1 if self.args.quick else 2,
             taskset=self.args.taskset,
         )
+        self.sent[name] += warm.requests
+        if warm.errors:
+            self.res["notes"].append(f"{label}: {warm.errors} errors during warm-up")
         return server
+
+    def _tenancy_config(self, env: dict[str, str]) -> dict[str, str]:
+        """A fresh database (and Redis) for slipstream-tenancy: its config's tenancy lines."""
+        if self.args.tenancy_store == "postgres":
+            db = BenchDB.postgres(self.args.pg_url, "slipstream_bench")
+            urls = {"database_url": db.url, "redis_url": self.args.redis_url}
+        else:
+            db = BenchDB.sqlite(self.run_dir / "slipstream-tenancy.db")
+            urls = {"database_url": db.url}
+        self.dbs["slipstream-tenancy"] = db
+        self.res.setdefault("meta", {})["tenancy"] = {"store": self.args.tenancy_store, **urls}
+        # Through the environment, as a deployment would (literal credentials are warned about).
+        env["BENCH_MASTER_KEY"] = BENCH_MASTER_KEY
+        env |= {f"BENCH_{k.upper()}": v for k, v in urls.items()}
+        return {"master_key": "env:BENCH_MASTER_KEY"} | {k: f"env:BENCH_{k.upper()}" for k in urls}
+
+    def _make_key(self, name: str, server: Server) -> None:
+        """The bench key, through the admin API; from now on wrk and the streams send it."""
+        info = create_bench_key(server.url)
+        self.keys[name] = info
+        self.headers[name] = {"Authorization": f"Bearer {info['key']}"}
+        self.scripts[name] = write_script(self.run_dir, name, chat_body(False), self.headers[name])
+        with httpx.Client(timeout=10.0) as client:
+            if not chat_probe(self.headers[name])(client, server.url):
+                raise RuntimeError(f"{name}: a chat completion with the bench key failed")
+        self.console.print(f"  {name}: bench key {info['key_id']} (team {info['team_id']})")
 
     def wrk(self, name: str, connections: int, duration: float | None = None) -> LoadResult:
         """One wrk run, with the CPU time the server under test spent per request."""
@@ -122,8 +177,9 @@ class Bench:
                     if sampler is not None:
                         self._finish_profile(name, c, sampler)
                     per[name].setdefault(str(c), []).append(res)
+                    self.sent[name] += res.requests
                     self.console.print(
-                        f"  round {r + 1} c={c:<3} {name:<11} {res.rps:>9,.0f} req/s "
+                        f"  round {r + 1} c={c:<3} {name:<18} {res.rps:>9,.0f} req/s "
                         f"p50 {res.p50_ms:.3f} ms p99 {res.p99_ms:.2f} ms  "
                         f"server CPU {res.cpu_us_per_request} µs/req"
                         + (f"  [red]{res.errors} errors[/red]" if res.errors else "")
@@ -165,12 +221,14 @@ class Bench:
                 server.port,
                 CHAT_PATH,
                 body,
-                self.targets[name].headers,
+                self.headers[name],
                 self.args.stream_requests,
+                warmup=STREAM_WARMUP,
             )
+            self.sent[name] += STREAM_WARMUP + fb.requests
             out[name] = fb.to_dict()
             self.console.print(
-                f"  stream {name:<11} first event p50 {fb.first_event_p50_ms:.3f} ms "
+                f"  stream {name:<18} first event p50 {fb.first_event_p50_ms:.3f} ms "
                 f"p99 {fb.first_event_p99_ms:.2f} ms ({fb.errors} errors)"
             )
         self.res["first_byte"] = out
@@ -238,8 +296,9 @@ class Bench:
                 for g in gateways
                 if "1" in load.get(g, {})
             }
-            if "slipstream" in added:
-                added["slipstream_meets_target"] = added["slipstream"] <= 0.5
+            for g in ("slipstream", "slipstream-tenancy"):
+                if g in added:
+                    added[f"{g}_meets_target"] = added[g] <= 0.5
             s["added_p50_ms_c1"] = added
         top = str(max(self.args.levels))
         if top in load.get("slipstream", {}) and top in load.get("litellm", {}):
@@ -247,13 +306,31 @@ class Bench:
             if lite:
                 s["rps_ratio_c32"] = round(load["slipstream"][top]["median"]["rps"] / lite, 2)
                 s["rps_ratio_concurrency"] = int(top)
+        if top in load.get("slipstream", {}) and top in load.get("slipstream-tenancy", {}):
+            base = load["slipstream"][top]["median"]["rps"]
+            if base:
+                ratio = round(load["slipstream-tenancy"][top]["median"]["rps"] / base, 3)
+                s["tenancy_rps_ratio"] = ratio
+                s["tenancy_rps_ratio_meets_target"] = ratio >= 0.8
+                s["tenancy_rps_ratio_concurrency"] = int(top)
         fb = self.res.get("first_byte", {})
         if "direct" in fb:
             d = fb["direct"]["first_event_p50_ms"]
             over = {g: round(fb[g]["first_event_p50_ms"] - d, 3) for g in gateways if g in fb}
-            if "slipstream" in over:
-                over["slipstream_meets_target"] = over["slipstream"] <= 1.0
+            for g in ("slipstream", "slipstream-tenancy"):
+                if g in over:
+                    over[f"{g}_meets_target"] = over[g] <= 1.0
             s["first_event_overhead_p50_ms"] = over
+        spend = {
+            n: {
+                k: e.get(k)
+                for k in ("rows", "client_counted_requests", "rows_minus_answered", "cost_usd")
+            }
+            | ({"error": e["error"]} if "error" in e else {})
+            for n, e in self.res.get("spend", {}).items()
+        }
+        if spend:
+            s["spend"] = spend
         self.res["summary"] = s
 
 

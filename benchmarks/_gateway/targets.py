@@ -1,14 +1,20 @@
-"""The three paths under test and how each is configured, started and probed.
+"""The paths under test and how each is configured, started and probed.
 
-  direct      the minimal upstream itself (the floor every gateway is measured against)
-  slipstream  `slipstream serve --config slipstream.yaml`: one model → one `openai` deployment
-              at the upstream; routing (weighted) and Prometheus metrics on, as by default
-  litellm     `litellm --config litellm.yaml --num_workers 1`: the same model list, master key
-              set, Prometheus callback on, no database, no Redis
-  lean        (optional) lean_proxy.py, a bare pass-through: the floor for any Python gateway
+  direct              the minimal upstream itself (the floor every gateway is measured against)
+  slipstream          `slipstream serve --config slipstream.yaml`: one model → one `openai`
+                      deployment at the upstream; routing (weighted) and Prometheus metrics on,
+                      as by default; tenancy off (no master key, no database)
+  slipstream-tenancy  the same plus `master_key`, `database_url` (PostgreSQL, or SQLite with
+                      --tenancy-store sqlite) and `redis_url`: keys, limits, budgets and the spend
+                      ledger on; clients send a virtual key (see tenancy.py)
+  litellm             `litellm --config litellm.yaml --num_workers 1`: the same model list, master
+                      key set, Prometheus callback on, no database, no Redis
+  litellm-db          the same with `database_url` (PostgreSQL): LiteLLM's spend logging
+  lean                (optional) lean_proxy.py, a bare pass-through: the floor for any Python gateway
 
-All three answer the same chat-completion body at `/v1/chat/completions`; only the Authorization
-header differs (LiteLLM requires its master key; Slipstream and the upstream ignore it).
+All answer the same chat-completion body at `/v1/chat/completions`; only the Authorization
+header differs (LiteLLM requires its master key, slipstream-tenancy a virtual key; Slipstream
+without tenancy and the upstream ignore it).
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from pathlib import Path
 
 import httpx
 import orjson
+
+from _gateway.tenancy import INPUT_PER_MTOK, OUTPUT_PER_MTOK
 
 REPO = Path(__file__).resolve().parents[2]
 SLIPSTREAM_BIN = REPO / ".venv" / "bin" / "slipstream"
@@ -66,9 +74,11 @@ def lean_argv(port: int, upstream_port: int) -> list[str]:
     return [sys.executable, str(LEAN_SCRIPT), "--port", str(port), "--upstream", upstream]
 
 
-def slipstream_yaml(upstream_port: int) -> str:
+def slipstream_yaml(upstream_port: int, tenancy: dict[str, str] | None = None) -> str:
+    """The gateway's config; `tenancy` adds master_key/database_url/redis_url lines."""
+    top = "".join(f"{k}: {v}\n" for k, v in (tenancy or {}).items())
     return f"""# written by benchmarks/gateway_overhead.py
-models:
+{top}models:
   - name: {PUBLIC_MODEL}
     routing:
       strategy: weighted
@@ -77,6 +87,7 @@ models:
         model: {UPSTREAM_MODEL}
         api_base: http://127.0.0.1:{upstream_port}/v1
         api_key: env:BENCH_UPSTREAM_KEY
+        prices: {{input_per_mtok: {INPUT_PER_MTOK}, output_per_mtok: {OUTPUT_PER_MTOK}}}
 """
 
 
@@ -87,8 +98,16 @@ def slipstream_argv(config: Path, port: int, workers: int = 1) -> list[str]:
     return [*argv, "--log-level", "warning"]
 
 
-def litellm_yaml(upstream_port: int, metrics: bool) -> str:
+def litellm_yaml(upstream_port: int, metrics: bool, database: bool = False) -> str:
+    """LiteLLM's config; `database` adds `database_url` (from DATABASE_URL) and a price."""
     callbacks = '  callbacks: ["prometheus"]\n' if metrics else ""
+    prices = (
+        f"      input_cost_per_token: {INPUT_PER_MTOK / 1e6:.10f}\n"
+        f"      output_cost_per_token: {OUTPUT_PER_MTOK / 1e6:.10f}\n"
+        if database
+        else ""
+    )
+    db = "  database_url: os.environ/DATABASE_URL\n" if database else ""
     return f"""# written by benchmarks/gateway_overhead.py
 model_list:
   - model_name: {PUBLIC_MODEL}
@@ -96,13 +115,13 @@ model_list:
       model: openai/{UPSTREAM_MODEL}
       api_base: http://127.0.0.1:{upstream_port}/v1
       api_key: os.environ/BENCH_UPSTREAM_KEY
-router_settings:
+{prices}router_settings:
   routing_strategy: simple-shuffle
 litellm_settings:
 {callbacks}  set_verbose: false
 general_settings:
   master_key: {LITELLM_MASTER_KEY}
-"""
+{db}"""
 
 
 def litellm_argv(config: Path, port: int) -> list[str]:
@@ -133,8 +152,14 @@ def chat_probe(headers: dict[str, str]) -> Callable[[httpx.Client, str], bool]:
     return probe
 
 
-def discover(litellm_bin: Path = LITELLM_BIN) -> dict[str, Target]:
-    """The targets, each with the reason it cannot run here (if any)."""
+def discover(
+    litellm_bin: Path = LITELLM_BIN, preflight: dict[str, str] | None = None
+) -> dict[str, Target]:
+    """The targets, each with the reason it cannot run here (if any).
+
+    `preflight`: reasons found by `tenancy.preflight()` for the database targets (it checks
+    only the targets asked for: it connects to PostgreSQL and Redis and looks for files)."""
+    pre = preflight or {}
     slip_missing, workers = None, False
     if not SLIPSTREAM_BIN.exists():
         slip_missing = f"{SLIPSTREAM_BIN} not found (pip install -e . into .venv)"
@@ -154,12 +179,16 @@ def discover(litellm_bin: Path = LITELLM_BIN) -> dict[str, Target]:
             f"{litellm_bin} not found (python3 -m venv /tmp/litellm-venv && "
             "/tmp/litellm-venv/bin/pip install 'litellm[proxy]' prometheus_client)"
         )
+    lite_auth = {"Authorization": f"Bearer {LITELLM_MASTER_KEY}"}
     return {
         "direct": Target("direct"),
         "slipstream": Target("slipstream", missing=slip_missing, workers_flag=workers),
-        "litellm": Target(
-            "litellm", {"Authorization": f"Bearer {LITELLM_MASTER_KEY}"}, lite_missing
+        # Its Authorization header (a virtual key) is made after the server starts.
+        "slipstream-tenancy": Target(
+            "slipstream-tenancy", missing=slip_missing or pre.get("slipstream-tenancy")
         ),
+        "litellm": Target("litellm", lite_auth, lite_missing),
+        "litellm-db": Target("litellm-db", lite_auth, lite_missing or pre.get("litellm-db")),
         "lean": Target("lean"),
     }
 
