@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from slipstream.engine.layers.cpu_ops import load_layer_kernels
-from slipstream.engine.layers.linear import Linear, quantize_q8_blocks
+from slipstream.engine.layers.linear import Linear, quantize_q4_blocks, quantize_q8_blocks
 from slipstream.engine.layers.rotary import RotaryEmbedding
 
 pytestmark = pytest.mark.skipif(not load_layer_kernels(), reason="CPU layer kernels did not build")
@@ -37,7 +37,9 @@ def test_q8_linear_matches_its_torch_model_and_the_float_matmul(m: int, n: int, 
     x = torch.randn(m, k, generator=g)
     x[0, :32] = 0.0  # an all-zero block must not divide by zero
     bias = torch.randn(n, generator=g)
-    wq, ws = quantize_q8_blocks(w)
+    q8 = quantize_q8_blocks(w)
+    assert q8 is not None
+    wq, ws = q8
     y = torch.ops.slipstream_cpu_linear.q8_linear(x, wq, ws, bias)
     assert y.shape == (m, n) and y.dtype == torch.float32
     torch.testing.assert_close(y, reference_q8(x, wq, ws) + bias, rtol=1e-4, atol=1e-4)
@@ -46,8 +48,69 @@ def test_q8_linear_matches_its_torch_model_and_the_float_matmul(m: int, n: int, 
     assert rel < 0.02, f"quantization error {rel:.4f} is larger than int8 blocks should give"
 
 
+def four_bit_weight(n: int, k: int, g: torch.Generator) -> torch.Tensor:
+    """What a Q4_1 GGUF tensor dequantizes to: d * q + m, q in 0..15 spanning each block."""
+    q = torch.randint(0, 16, (n, k // 32, 32), generator=g).float()
+    q[..., 3], q[..., 20] = 0, 15
+    d = (torch.rand(n, k // 32, 1, generator=g) * 0.01 + 1e-3).half().float()
+    m = (-8 * d + torch.randn(n, k // 32, 1, generator=g) * 1e-3).half().float()
+    return (q * d + m).reshape(n, k)
+
+
+def reference_q4(
+    x: torch.Tensor, w4: torch.Tensor, d: torch.Tensor, mins: torch.Tensor
+) -> torch.Tensor:
+    """The 4-bit kernel's arithmetic in torch, including the block-min term."""
+    m, k = x.shape
+    xb = x.reshape(m, k // 32, 32)
+    xs = xb.abs().amax(-1) / 127.0
+    xq = torch.round(xb * torch.where(xs > 0, 1.0 / xs, 0.0)[..., None]).to(torch.int64)
+    packed = w4.reshape(w4.shape[0], k // 32, 16).to(torch.int64)
+    q = torch.cat([packed & 15, packed >> 4], dim=-1)
+    dots = torch.einsum("mbi,nbi->mnb", xq, q).double()
+    xsum = xs.double() * xq.sum(-1).double()
+    scaled = dots * xs.double()[:, None, :] * d.double()[None]
+    return (scaled + mins.double()[None] * xsum[:, None, :]).sum(-1).float()
+
+
+@pytest.mark.parametrize("m", [1, 2, 4, 7])
+@pytest.mark.parametrize("n,k", [(8, 32), (37, 96), (130, 576)])
+def test_q4_linear_keeps_4bit_weights_exactly(m: int, n: int, k: int) -> None:
+    g = torch.Generator().manual_seed(7 * m + n + k)
+    w = four_bit_weight(n, k, g)
+    packed = quantize_q4_blocks(w)
+    assert packed is not None
+    w4, d, mins = packed
+    # per block: the low nibbles hold elements 0..15, the high ones 16..31
+    restored = (
+        torch.cat(
+            [(w4.reshape(n, k // 32, 16) & 15), (w4.reshape(n, k // 32, 16) >> 4)], dim=-1
+        ).float()
+        * d.float()[..., None]
+        + mins.float()[..., None]
+    )
+    torch.testing.assert_close(restored.reshape(n, k), w, rtol=0, atol=1e-6)
+    x = torch.randn(m, k, generator=g)
+    bias = torch.randn(n, generator=g)
+    y = torch.ops.slipstream_cpu_linear.q4_linear(x, w4, d, mins, bias)
+    torch.testing.assert_close(y, reference_q4(x, w4, d, mins) + bias, rtol=1e-4, atol=1e-4)
+    exact = F.linear(x, w, bias)
+    assert ((y - exact).norm() / exact.norm()).item() < 0.02
+
+
+def test_only_weights_that_are_4bit_already_get_4bit_blocks() -> None:
+    g = torch.Generator().manual_seed(3)
+    assert quantize_q4_blocks(torch.randn(16, 64, generator=g)) is None
+    four = four_bit_weight(16, 64, g)
+    assert Linear(four, None, int8_max_rows=4).q4 is not None
+    dense = Linear(torch.randn(16, 64, generator=g), None, int8_max_rows=4)
+    assert dense.q4 is None and dense.block_q8
+
+
 def test_q8_linear_rejects_shapes_it_cannot_compute() -> None:
-    wq, ws = quantize_q8_blocks(torch.randn(8, 64))
+    q8 = quantize_q8_blocks(torch.randn(8, 64))
+    assert q8 is not None
+    wq, ws = q8
     with pytest.raises(RuntimeError, match="shape mismatch"):
         torch.ops.slipstream_cpu_linear.q8_linear(torch.randn(2, 32), wq, ws, None)
 

@@ -37,7 +37,8 @@ class EngineConfig:
     device: str = "auto"  # auto | cpu | cuda
     max_model_len: int | None = None  # None: the model's own context length (capped at 8192)
     seed: int = 0
-    num_threads: int | None = None  # torch intra-op threads on CPU; None: all cores but one
+    # torch intra-op threads on CPU; None: measured per step between all cores and all but one
+    num_threads: int | None = None
     # auto: the C++ paged decode kernel on CPU when it builds, else the torch reference;
     # torch: always the reference; cpu_kernel: the kernel or fail.
     attention_backend: str = "auto"

@@ -6,11 +6,14 @@ larger steps, which are compute-bound, stay on the dense GEMM. Two int8 schemes,
 
   bfloat16  torch's weight-only kernel (`aten._weight_int8pack_mm`, one scale per output
             channel, bf16 activations); measured ~2x faster than bf16 GEMV at one row.
-  float32   the block-int8 kernel in csrc/q8_linear.cpp (GGUF's Q8_0: a scale per 32 weights;
-            activations quantized the same way on the fly, integer dot products as llama.cpp
-            does); measured 2.5-6x faster than fp32 GEMV on an AVX2 CPU.
+  float32   the block kernels in csrc/quant_linear.cpp, activations quantized to int8 blocks
+            of 32 on the fly and integer dot products, as llama.cpp does. Weights that are
+            4-bit already (they came from a Q4_0/Q4_1/Q4_K GGUF: every block of 32 holds at
+            most 16 evenly spaced values) keep exactly those values in Q4_1 blocks (0.625
+            bytes a weight); any other weight becomes Q8_0 blocks (int8, a scale per 32).
 
-For GGUF models whose weights were 4- or 8-bit already, the extra rounding is tiny.
+The engine never stores a weight with less precision than its file gave it, beyond the int8
+rounding of Q8_0 blocks, which is tiny.
 """
 
 from __future__ import annotations
@@ -28,13 +31,42 @@ def q8_kernel_available() -> bool:
     return load_layer_kernels()
 
 
-def quantize_q8_blocks(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """[N, K] float -> int8 [N, K] and float32 scales [N, K/32] (symmetric, per 32-block)."""
+def fp16_exact(t: torch.Tensor) -> bool:
+    """Scales must survive fp16 storage (GGUF's own scales always do)."""
+    back = t.half().float()
+    return bool(((back - t).abs() <= 1e-3 * t.abs() + 1e-12).all())
+
+
+def quantize_q8_blocks(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """[N, K] float -> int8 [N, K] and fp16 scales [N, K/32] (symmetric, per 32-block); None
+    when a scale does not fit fp16 (weights far outside any real model's range)."""
     n, k = weight.shape
     blocks = weight.float().reshape(n, k // Q8_BLOCK, Q8_BLOCK)
     scale = blocks.abs().amax(dim=-1) / 127.0
+    if not fp16_exact(scale):
+        return None
+    scale = scale.half().float()  # quantize against the scale the kernel will read
     q = torch.round(blocks / scale.clamp(min=1e-12)[..., None]).clamp_(-127, 127)
-    return q.to(torch.int8).reshape(n, k).contiguous(), scale.contiguous()
+    return q.to(torch.int8).reshape(n, k).contiguous(), scale.half().contiguous()
+
+
+def quantize_q4_blocks(
+    weight: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """Q4_1 blocks (packed nibbles [N, K/2], fp16 scales and mins [N, K/32]) if they hold
+    `weight` exactly (to float rounding), else None: only weights that were 4-bit already, in
+    blocks that span their 16 levels (as Q4_1's min/max quantization makes them), qualify."""
+    n, k = weight.shape
+    blocks = weight.float().reshape(n, k // Q8_BLOCK, Q8_BLOCK)
+    lo, hi = blocks.amin(dim=-1), blocks.amax(dim=-1)
+    d = (hi - lo) / 15.0
+    q = torch.round((blocks - lo[..., None]) / d.clamp(min=1e-12)[..., None]).clamp_(0, 15)
+    error = (q * d[..., None] + lo[..., None] - blocks).abs()
+    if bool((error > 1e-3 * d[..., None] + 1e-7).any()) or not fp16_exact(d) or not fp16_exact(lo):
+        return None
+    q8 = q.to(torch.uint8)
+    packed = q8[..., :16] | (q8[..., 16:] << 4)
+    return packed.reshape(n, k // 2).contiguous(), d.half().contiguous(), lo.half().contiguous()
 
 
 class Linear:
@@ -51,12 +83,16 @@ class Linear:
         self.w8: torch.Tensor | None = None
         self.s8: torch.Tensor | None = None
         self.block_q8 = False
+        self.q4: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         if int8_max_rows <= 0:
             return
         if weight.dtype == torch.float32:
             if weight.shape[1] % Q8_BLOCK == 0 and q8_kernel_available():
-                self.w8, self.s8 = quantize_q8_blocks(weight)
-                self.block_q8 = True
+                self.q4 = quantize_q4_blocks(weight)
+                q8 = quantize_q8_blocks(weight) if self.q4 is None else None
+                if q8 is not None:
+                    self.w8, self.s8 = q8
+                    self.block_q8 = True
             return
         w = weight.float()
         scale = w.abs().amax(dim=1).clamp(min=1e-8) / 127.0
@@ -64,6 +100,9 @@ class Linear:
         self.s8 = scale.to(weight.dtype).contiguous()
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.q4 is not None and x.shape[0] <= self.int8_max_rows:
+            w4, d, m = self.q4
+            return torch.ops.slipstream_cpu_linear.q4_linear(x, w4, d, m, self.bias)
         if self.w8 is not None and x.shape[0] <= self.int8_max_rows:
             if self.block_q8:
                 return torch.ops.slipstream_cpu_linear.q8_linear(x, self.w8, self.s8, self.bias)

@@ -18,14 +18,17 @@ from slipstream.engine.loader import LoadedModel
 from slipstream.engine.models.llama import LlamaModel
 from slipstream.engine.runner.device import resolve_device, resolve_dtype
 from slipstream.engine.runner.sampler import Sampler, SampleRow
+from slipstream.engine.runner.threads import ThreadTuner
 from slipstream.engine.types import SampledToken, ScheduledSeq, StepPlan
 
 
-def default_cpu_threads() -> int:
-    """All cores but one: the HTTP process and clients need a core, and an OpenMP team that
-    shares its cores with another busy process stalls at every barrier (measured on the
-    2-core box: 2 threads ran 2-6x slower than 1 whenever anything else was running)."""
-    return max(1, len(os.sched_getaffinity(0)) - 1)
+def cpu_thread_candidates(configured: int | None) -> list[int]:
+    """Thread counts the tuner may pick: the configured one, or all cores and all but one
+    (see runner/threads.py for why this is measured per step rather than fixed)."""
+    if configured:
+        return [configured]
+    cores = len(os.sched_getaffinity(0))
+    return sorted({max(1, cores - 1), cores})
 
 
 # Up to this many tokens per step the int8 path wins on CPU (measured crossovers: bf16 with
@@ -50,8 +53,11 @@ class ModelRunner:
     def __init__(self, loaded: LoadedModel, config: EngineConfig, max_model_len: int) -> None:
         self.device = resolve_device(config.device)
         self.dtype = resolve_dtype(config.dtype, self.device)
+        candidates = [1]
         if self.device.type == "cpu":
-            torch.set_num_threads(config.num_threads or default_cpu_threads())
+            candidates = cpu_thread_candidates(config.num_threads)
+            torch.set_num_threads(candidates[0])
+        self.threads = ThreadTuner(candidates)
         self.block_size = config.cache.block_size
         use_kernel = self.device.type == "cpu" and config.attention_backend in (
             "auto",
@@ -118,8 +124,12 @@ class ModelRunner:
             self.generators[seq.request.request_id] = gen
         return gen
 
-    @torch.inference_mode()
     def execute(self, plan: StepPlan) -> dict[str, SampledToken]:
+        with self.threads.step(sum(s.num_tokens for s in plan.seqs)):
+            return self._execute(plan)
+
+    @torch.inference_mode()
+    def _execute(self, plan: StepPlan) -> dict[str, SampledToken]:
         decode = [s for s in plan.seqs if s.num_tokens == 1 and s.start_pos > 0]
         prefill = [s for s in plan.seqs if not (s.num_tokens == 1 and s.start_pos > 0)]
         ordered = decode + prefill
