@@ -50,7 +50,7 @@ from _peers.servers import (
     make_targets,
 )
 
-ALL_TARGETS = ("slipstream", "llama-server", "llama-cpp-python", "hf")
+ALL_TARGETS = ("slipstream", "slipstream-a8", "llama-server", "llama-cpp-python", "hf")
 ALL_PHASES = ("throughput", "single", "ttft", "rss")
 
 

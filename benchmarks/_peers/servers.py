@@ -70,6 +70,10 @@ def make_targets(gguf: Path, llama_build: Path, peers_python: Path) -> dict[str,
     def slip_argv(port: int, _phase: str, _c: int) -> list[str]:
         return [str(slipstream), "serve", "--model", "smollm2-135m", "--port", str(port)]
 
+    def slip_a8_argv(port: int, phase: str, c: int) -> list[str]:
+        # int8 activations: llama.cpp's own numerics for the quantized matmuls
+        return [*slip_argv(port, phase, c), "--activation-bits", "8"]
+
     def llama_argv(port: int, phase: str, c: int) -> list[str]:
         slots, ctx = (64, 32768) if c > 32 else (32, 16384)
         argv = [str(llama_server), "-m", str(gguf), "-np", str(slots), "-t", "2", "-c", str(ctx)]
@@ -118,6 +122,9 @@ def make_targets(gguf: Path, llama_build: Path, peers_python: Path) -> dict[str,
     return {
         "slipstream": Target(
             "slipstream", slip_argv, "smollm2-135m", {"ignore_eos": True}, slip_missing
+        ),
+        "slipstream-a8": Target(
+            "slipstream-a8", slip_a8_argv, "smollm2-135m", {"ignore_eos": True}, slip_missing
         ),
         "llama-server": Target(
             "llama-server",

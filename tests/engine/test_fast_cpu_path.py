@@ -1,4 +1,4 @@
-"""dtype="auto" on a CPU without fast bf16: block-int8 small steps and fused ops, close to exact.
+"""dtype="auto" on a CPU without fast bf16: quantized-weight kernels and fused ops.
 
 A float32 asked for by name stays on the exact reference ops (the parity tests rely on it);
 "auto" takes the fast path, whose answers must stay close to the exact ones.
@@ -32,28 +32,60 @@ def run(eng: LLMEngine, prompt: list[int], n: int) -> list[tuple[int, float, dic
     return got
 
 
-def test_auto_dtype_takes_the_fast_path_and_stays_close_to_exact() -> None:
+QUESTIONS = ("What is the capital of France?", "Name a primary colour.")
+
+
+def chat_prompt(question: str) -> list[int]:
+    tok = load_tokenizer("smollm2-135m")
+    text = tok.apply_chat_template(
+        [{"role": "user", "content": question}], add_generation_prompt=True
+    )
+    return tok.encode(text)
+
+
+@pytest.fixture(scope="module")
+def exact() -> LLMEngine:
+    eng = LLMEngine(EngineConfig(model="smollm2-135m", dtype="float32"))
+    assert eng.runner.int8_small_batch_rows == 0 and not eng.runner.model.fused_cpu_ops
+    return eng
+
+
+def test_auto_dtype_takes_the_fast_path_and_matches_exact(exact: LLMEngine) -> None:
+    """int16 activations on the file's own 4/8-bit weights: the same greedy text as the fp32
+    reference, logprobs equal to a few thousandths."""
     fast = LLMEngine(EngineConfig(model="smollm2-135m"))
-    exact = LLMEngine(EngineConfig(model="smollm2-135m", dtype="float32"))
     if fast.runner.int8_small_batch_rows == 0:
         pytest.skip("the C++ layer kernels did not build here")
     assert fast.model_info.dtype == "float32"
     assert fast.runner.model.fused_cpu_ops
-    assert exact.runner.int8_small_batch_rows == 0 and not exact.runner.model.fused_cpu_ops
+    assert fast.runner.model.layers[0].gate_up.q4 is not None  # Q4_1 in the file: 4-bit kept
+    for question in QUESTIONS:
+        prompt = chat_prompt(question)
+        got, want = run(fast, prompt, 12), run(exact, prompt, 12)
+        assert [t for t, _, _ in got] == [t for t, _, _ in want]
+        for (_, g_lp, _), (_, w_lp, _) in zip(got, want, strict=True):
+            assert abs(g_lp - w_lp) < 0.01
 
-    tok = load_tokenizer("smollm2-135m")
-    for question in ("What is the capital of France?", "Name a primary colour."):
-        text = tok.apply_chat_template(
-            [{"role": "user", "content": question}], add_generation_prompt=True
-        )
-        prompt = tok.encode(text)
-        fast_run = run(fast, prompt, 8)  # every token after the first from int8 decode steps
+
+def test_int8_activations_stay_close_to_exact(exact: LLMEngine) -> None:
+    """llama.cpp's numerics (activation_bits=8): near ties may flip, nothing worse."""
+    fast = LLMEngine(EngineConfig(model="smollm2-135m", activation_bits=8))
+    if fast.runner.int8_small_batch_rows == 0:
+        pytest.skip("the C++ layer kernels did not build here")
+    for question in QUESTIONS:
+        prompt = chat_prompt(question)
+        fast_run = run(fast, prompt, 8)
         # Teacher-force the exact engine along the fast path's tokens: each token the fast
         # path chose must be a best choice of the exact model up to rounding, and the logprob
-        # it reported must match the exact one. Rounding: int8 weights and activations move
-        # logprobs by up to ~0.2 nats on this model (llama.cpp's Q8 path does the same).
+        # it reported must match the exact one. Rounding: int8 activations move logprobs by up
+        # to ~0.4 nats on this model (llama.cpp's Q8 path does the same).
         for i, (token, fast_lp, _) in enumerate(fast_run):
             ((_, best_lp, top),) = run(exact, prompt + [t for t, _, _ in fast_run[:i]], 1)
             assert token in top, f"step {i}: exact top-5 {top} lacks the fast choice {token}"
-            assert top[token] >= best_lp - 0.3
-            assert abs(fast_lp - top[token]) < 0.3
+            assert top[token] >= best_lp - 0.5
+            assert abs(fast_lp - top[token]) < 0.5
+
+
+def test_activation_bits_must_be_8_or_16() -> None:
+    with pytest.raises(ValueError, match="activation_bits must be 8 or 16"):
+        LLMEngine(EngineConfig(model="smollm2-135m", activation_bits=12))

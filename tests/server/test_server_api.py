@@ -227,7 +227,10 @@ def test_client_disconnect_mid_stream_frees_the_request(server: Any) -> None:
     with httpx.stream("POST", server.api_url + "/completions", json=body, timeout=30) as response:
         assert response.status_code == 200
         got: list[str] = []
-        for line in response.iter_lines():
+        # Keep a reference to the iterator: a `for` over a temporary one closes it (and with it
+        # the connection) as soon as the loop breaks, which is a disconnect already.
+        lines = response.iter_lines()
+        for line in lines:
             if line.startswith("data:"):
                 got.append(line)
             if len(got) == 3:

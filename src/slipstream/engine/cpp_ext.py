@@ -37,6 +37,17 @@ def cpu_fingerprint() -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
+def sources_digest(sources: list[Path]) -> str:
+    """torch rebuilds when a source changes but not when a header beside it does: name the
+    build after every file in the sources' folders too."""
+    h = hashlib.sha256()
+    for folder in sorted({s.parent for s in sources}):
+        for f in sorted(folder.iterdir()):
+            if f.suffix in (".cpp", ".h"):
+                h.update(f.name.encode() + f.read_bytes())
+    return h.hexdigest()[:8]
+
+
 def build_cpu_extension(name: str, sources: list[Path]) -> bool:
     """Compile and load `sources` (they register torch ops); False, with a warning, on failure."""
     if os.environ.get("SLIPSTREAM_CPU_KERNELS", "1") == "0":
@@ -45,7 +56,7 @@ def build_cpu_extension(name: str, sources: list[Path]) -> bool:
         from torch.utils.cpp_extension import load
 
         load(
-            name=f"{name}_{cpu_fingerprint()}",
+            name=f"{name}_{cpu_fingerprint()}_{sources_digest(sources)}",
             sources=[str(s) for s in sources],
             extra_cflags=CFLAGS,
             extra_ldflags=["-fopenmp"],

@@ -1,6 +1,6 @@
 """The C++ layer kernels for CPU float32 steps (built on first use, see engine/cpp_ext.py).
 
-`csrc/quant_linear.cpp` holds the block-int8 and 4-bit linear layers; `csrc/fused_ops.cpp` fuses RMSNorm (with
+`csrc/quant_linear.cpp` is the block-int8 linear layer, `csrc/q4x8_linear.cpp` the 4-bit one; `csrc/fused_ops.cpp` fuses RMSNorm (with
 the residual add), rotary embedding and SiLU-mul into one op each. Both are used only where
 the engine may trade exactness for speed (dtype "auto" on a CPU without fast bf16); a float32
 asked for by name keeps the torch reference ops that match Hugging Face bit for bit.
@@ -16,7 +16,7 @@ import torch
 from slipstream.engine.cpp_ext import build_cpu_extension
 
 CSRC = Path(__file__).parent / "csrc"
-SOURCES = [CSRC / "quant_linear.cpp", CSRC / "fused_ops.cpp"]
+SOURCES = [CSRC / "quant_linear.cpp", CSRC / "q4x8_linear.cpp", CSRC / "fused_ops.cpp"]
 
 
 @functools.cache

@@ -6,8 +6,10 @@ larger steps, which are compute-bound, stay on the dense GEMM. Two int8 schemes,
 
   bfloat16  torch's weight-only kernel (`aten._weight_int8pack_mm`, one scale per output
             channel, bf16 activations); measured ~2x faster than bf16 GEMV at one row.
-  float32   the block kernels in csrc/quant_linear.cpp, activations quantized to int8 blocks
-            of 32 on the fly and integer dot products, as llama.cpp does. Weights that are
+  float32   the block kernels in csrc/, activations quantized to blocks of 32 on the fly and
+            integer dot products: int16 activations by default (results within float
+            rounding of the fp32 math), or int8 ones (`activation_bits=8`: llama.cpp's
+            numerics, ~1.5-2x faster on batched steps, logprobs off by up to ~0.4 nats). Weights that are
             4-bit already (they came from a Q4_0/Q4_1/Q4_K GGUF: every block of 32 holds at
             most 16 evenly spaced values) keep exactly those values in Q4_1 blocks (0.625
             bytes a weight); any other weight becomes Q8_0 blocks (int8, a scale per 32).
@@ -50,6 +52,26 @@ def quantize_q8_blocks(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     return q.to(torch.int8).reshape(n, k).contiguous(), scale.half().contiguous()
 
 
+def interleave_q4x8(packed: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Q4_1 blocks -> the records q4x8_linear reads: per (8 rows, block of 32) 128 bytes of
+    nibbles (byte s*32 + n*4 + i = q[n][4s+i] | q[n][16+4s+i] << 4), then d[8], m[8] as fp16."""
+    nibbles, d, m = packed
+    n, half = nibbles.shape
+    kb = half // 16
+    g = n // 8
+    nib = nibbles.reshape(g, 8, kb, 16)
+    q = torch.cat([nib & 15, nib >> 4], dim=-1)  # [G, 8, KB, 32] values, element order
+    q = q.permute(0, 2, 1, 3)  # [G, KB, 8, 32]
+    lo = q[..., :16].reshape(g, kb, 8, 4, 4).permute(0, 1, 3, 2, 4)  # [G, KB, s, n, i]
+    hi = q[..., 16:].reshape(g, kb, 8, 4, 4).permute(0, 1, 3, 2, 4)
+    body = (lo | (hi << 4)).reshape(g, kb, 128)
+
+    def per_group(t: torch.Tensor) -> torch.Tensor:
+        return t.reshape(g, 8, kb).permute(0, 2, 1).contiguous().view(torch.uint8)
+
+    return torch.cat([body, per_group(d), per_group(m)], dim=-1).contiguous()
+
+
 def quantize_q4_blocks(
     weight: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
@@ -70,25 +92,38 @@ def quantize_q4_blocks(
 
 
 class Linear:
+    """y = x @ W^T + b, with the int8/4-bit copies described above.
+
+    4-bit records serve every step size (the interleaved kernel beats the fp32 GEMM even at
+    512 rows, measured in docs/benchmarks.md), so a layer that has them drops its float copy;
+    int8 blocks serve steps of at most `int8_max_rows` rows and keep the float weight for
+    larger ones.
+    """
+
     def __init__(
         self,
         weight: torch.Tensor,
         bias: torch.Tensor | None,
         *,
         int8_max_rows: int = 0,
+        act_bits: int = 16,
     ) -> None:
-        self.weight = weight
+        self.weight: torch.Tensor | None = weight
+        self.act_bits = act_bits
         self.bias = bias
         self.int8_max_rows = int8_max_rows
         self.w8: torch.Tensor | None = None
         self.s8: torch.Tensor | None = None
         self.block_q8 = False
-        self.q4: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self.q4: torch.Tensor | None = None  # q4x8 records
         if int8_max_rows <= 0:
             return
         if weight.dtype == torch.float32:
             if weight.shape[1] % Q8_BLOCK == 0 and q8_kernel_available():
-                self.q4 = quantize_q4_blocks(weight)
+                packed = quantize_q4_blocks(weight) if weight.shape[0] % 8 == 0 else None
+                self.q4 = interleave_q4x8(packed) if packed is not None else None
+                if self.q4 is not None:
+                    self.weight = None  # every step size takes the 4-bit path
                 q8 = quantize_q8_blocks(weight) if self.q4 is None else None
                 if q8 is not None:
                     self.w8, self.s8 = q8
@@ -100,14 +135,16 @@ class Linear:
         self.s8 = scale.to(weight.dtype).contiguous()
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.q4 is not None and x.shape[0] <= self.int8_max_rows:
-            w4, d, m = self.q4
-            return torch.ops.slipstream_cpu_linear.q4_linear(x, w4, d, m, self.bias)
+        if self.q4 is not None:
+            return torch.ops.slipstream_cpu_linear.q4x8_linear(x, self.q4, self.bias, self.act_bits)
         if self.w8 is not None and x.shape[0] <= self.int8_max_rows:
             if self.block_q8:
-                return torch.ops.slipstream_cpu_linear.q8_linear(x, self.w8, self.s8, self.bias)
+                return torch.ops.slipstream_cpu_linear.q8_linear(
+                    x, self.w8, self.s8, self.bias, self.act_bits
+                )
             y = torch.ops.aten._weight_int8pack_mm(x, self.w8, self.s8)
             return y if self.bias is None else y + self.bias
+        assert self.weight is not None
         return F.linear(x, self.weight, self.bias)
 
 

@@ -53,6 +53,7 @@ class LlamaModel:
         use_cpu_kernel: bool = False,
         int8_max_rows: int = 0,
         fused_cpu_ops: bool = False,
+        act_bits: int = 16,
     ) -> None:
         if spec.architecture not in SUPPORTED_ARCHITECTURES:
             raise ValueError(
@@ -81,7 +82,7 @@ class LlamaModel:
         self.norm = take("model.norm.weight")
         # Tied models ship no lm_head tensor and reuse the embedding matrix.
         head = take("lm_head.weight") if "lm_head.weight" in weights else self.embed
-        self.lm_head = Linear(head, None, int8_max_rows=int8_max_rows)
+        self.lm_head = Linear(head, None, int8_max_rows=int8_max_rows, act_bits=act_bits)
         self.layers: list[LayerWeights] = []
         for i in range(spec.num_layers):
             p = f"model.layers.{i}."
@@ -98,14 +99,22 @@ class LlamaModel:
             self.layers.append(
                 LayerWeights(
                     input_norm=take(p + "input_layernorm.weight"),
-                    qkv=Linear(qkv, bias, int8_max_rows=int8_max_rows),
+                    qkv=Linear(qkv, bias, int8_max_rows=int8_max_rows, act_bits=act_bits),
                     q_norm=maybe(a + "q_norm.weight") if spec.qk_norm else None,
                     k_norm=maybe(a + "k_norm.weight") if spec.qk_norm else None,
-                    o=Linear(take(a + "o_proj.weight"), None, int8_max_rows=int8_max_rows),
+                    o=Linear(
+                        take(a + "o_proj.weight"),
+                        None,
+                        int8_max_rows=int8_max_rows,
+                        act_bits=act_bits,
+                    ),
                     post_norm=take(p + "post_attention_layernorm.weight"),
-                    gate_up=Linear(gate_up, None, int8_max_rows=int8_max_rows),
+                    gate_up=Linear(gate_up, None, int8_max_rows=int8_max_rows, act_bits=act_bits),
                     down=Linear(
-                        take(p + "mlp.down_proj.weight"), None, int8_max_rows=int8_max_rows
+                        take(p + "mlp.down_proj.weight"),
+                        None,
+                        int8_max_rows=int8_max_rows,
+                        act_bits=act_bits,
                     ),
                 )
             )

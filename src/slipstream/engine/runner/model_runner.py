@@ -33,7 +33,7 @@ def cpu_thread_candidates(configured: int | None) -> list[int]:
 
 # Up to this many tokens per step the int8 path wins on CPU (measured crossovers: bf16 with
 # torch's weight-only kernel, float32 with the block-int8 kernel; docs/benchmarks.md).
-INT8_AUTO_ROWS = {torch.bfloat16: 4, torch.float32: 8}
+INT8_AUTO_ROWS = {torch.bfloat16: 4, torch.float32: 32}
 
 
 def auto_int8_rows(config: EngineConfig, dtype: torch.dtype, device: torch.device) -> int:
@@ -70,6 +70,8 @@ class ModelRunner:
                     "attention_backend='cpu_kernel' was requested but it failed to build"
                 )
         self.attention_backend = "cpu_kernel" if use_kernel else "torch"
+        if config.activation_bits not in (8, 16):
+            raise ValueError(f"activation_bits must be 8 or 16, got {config.activation_bits}")
         rows = config.int8_small_batch_rows
         if rows is None:
             rows = auto_int8_rows(config, self.dtype, self.device)
@@ -89,6 +91,7 @@ class ModelRunner:
             int8_max_rows=rows,
             # the fused float32 ops come with the block-int8 kernel: same build, same trade
             fused_cpu_ops=rows > 0 and self.dtype == torch.float32,
+            act_bits=config.activation_bits,
         )
         per_token = self.model.kv_bytes_per_token(self.dtype)
         if config.cache.num_blocks is not None:
