@@ -1,8 +1,8 @@
 """The spend check of a run: did keys, limits and spend really run on every request?
 
 Before the servers stop, the run waits until the bench key's total in `GET /admin/spend`
-stops growing (the ledger writer flushes every `spend_flush_s`; and `slipstream serve`, when
-stopped by SIGTERM, can exit before its last flush, so nothing is left to that). After the
+stops growing (the ledger writer flushes every `spend_flush_s`; `slipstream serve` also
+flushes on SIGTERM, but the live totals are read while it still serves). After the
 servers stopped, the raw ledger rows of the bench key are counted in the database and set
 against the requests its clients saw answered (probe, warm-up, wrk, streams). wrk stops with
 requests in flight, which are served and billed but not counted by wrk: up to one row per
@@ -41,8 +41,7 @@ class SpendCheck:
 
     def spend_live(self) -> None:
         """Before the servers stop: wait until the bench key's ledger stops growing (the writer
-        flushes every `spend_flush_s`; `slipstream serve` stopped by SIGTERM may exit before
-        its last flush), then keep its totals from `GET /admin/spend`."""
+        flushes every `spend_flush_s`), then keep its totals from `GET /admin/spend`."""
         name = "slipstream-tenancy"
         if name not in self.keys or name not in self.servers:
             return

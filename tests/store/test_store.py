@@ -146,3 +146,55 @@ def test_time_series_for_one_key(store: Store) -> None:
         store.spend.report("tag", where={"key": "k1"})
     with pytest.raises(ValueError):
         store.spend.report("day", where={"deployment": "x"})
+
+
+def test_ledger_rows_read_back_exactly_as_written(store: Store) -> None:
+    """The batch writer (COPY on PostgreSQL, plain executemany on SQLite) stores what the
+    SQLAlchemy column types read back: times in UTC, tags, flags, odd characters."""
+    from sqlalchemy import select
+
+    from slipstream.store.schema import spend, spend_daily
+
+    ts = dt.datetime(2026, 3, 1, 23, 30, 1, 250, tzinfo=dt.timezone(dt.timedelta(hours=-2)))
+    odd = 'tab\there, new\nline, back\\slash, "quotes", ünïcode'
+    full = SpendRow(
+        ts=ts, request_id="r-full", status=499, org_id="o", team_id="t", key_id="k",
+        end_user=odd, model="chat", deployment="d", provider="openai", prompt_tokens=11,
+        cached_tokens=3, completion_tokens=7, cost_micro=2**40, latency_ms=1.25,
+        ttft_ms=0.5, stream=True, usage_source="counted", tags=("a", odd),
+    )  # fmt: skip
+    bare = SpendRow(ts=dt.datetime(2026, 3, 2, tzinfo=dt.UTC), request_id="r-bare", status=200)
+    store.spend.insert([full, bare])
+    with store.engine.connect() as c:
+        got = {r.request_id: r for r in c.execute(select(spend))}
+        daily = c.execute(select(spend_daily).where(spend_daily.c.key_id == "k")).one()
+    f = got["r-full"]
+    assert (f.ts if f.ts.tzinfo else f.ts.replace(tzinfo=dt.UTC)) == ts  # SQLite: naive UTC
+    assert f.day == dt.date(2026, 3, 2)  # 01:30 UTC
+    assert (f.end_user, f.tags, f.stream, f.status, f.cost_micro) == (
+        odd,
+        ["a", odd],
+        True,
+        499,
+        2**40,
+    )
+    assert (f.latency_ms, f.ttft_ms, f.usage_source) == (1.25, 0.5, "counted")
+    b = got["r-bare"]
+    assert (b.tags, b.stream, b.key_id, b.latency_ms, b.day) == (
+        None,
+        False,
+        None,
+        None,
+        dt.date(2026, 3, 2),
+    )
+    assert daily.day == dt.date(2026, 3, 2) and daily.requests == 1 and daily.cost_micro == 2**40
+    assert {r["group"]: r["requests"] for r in store.spend.report("tag")} == {"a": 1, odd: 1}
+
+
+def test_a_batch_with_many_rollup_groups_is_written_whole(store: Store) -> None:
+    day = dt.datetime(2026, 4, 1, tzinfo=dt.UTC)
+    rows = [_row(i, f"k{i}", i, day) for i in range(7000)]  # more groups than one statement binds
+    store.spend.insert(rows)
+    store.spend.insert(rows[:10])
+    totals = store.spend.window_totals("key", dt.date(2026, 4, 1))
+    assert len(totals) == 7000 and totals["k5"] == 10 and totals["k6999"] == 6999

@@ -12,11 +12,11 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Engine, delete, func, insert, select
+from sqlalchemy import Engine, delete, func, select
 
 from slipstream.store import schema as t
 from slipstream.store.records import SpendRow
-from slipstream.store.rollup import upsert_daily
+from slipstream.store.rollup import write_batch
 
 GROUPS = ("key", "team", "org", "model", "tag", "day", "deployment", "end_user")
 _COLUMN = {"key": "key_id", "team": "team_id", "org": "org_id"}
@@ -28,20 +28,12 @@ class SpendStore:
         self.engine = engine
 
     def insert(self, rows: Sequence[SpendRow]) -> None:
-        """One transaction per batch: either the whole batch is written or none of it."""
+        """One transaction per batch: either the whole batch is written or none of it (rows,
+        tags and the daily rollup; see rollup.py for how little Python each row costs)."""
         if not rows:
             return
-        values = [r.values() for r in rows]
-        tag_rows = [
-            {"day": v["day"], "tag": tag, "key_id": r.key_id, "cost_micro": r.cost_micro}
-            for r, v in zip(rows, values, strict=True)
-            for tag in r.tags
-        ]
         with self.engine.begin() as c:
-            c.execute(insert(t.spend), values)
-            upsert_daily(c, values)
-            if tag_rows:
-                c.execute(insert(t.spend_tags), tag_rows)
+            write_batch(c, rows)
 
     def count(self) -> int:
         with self.engine.connect() as c:

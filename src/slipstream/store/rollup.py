@@ -1,42 +1,138 @@
-"""Upserting a batch of ledger rows into the daily rollup (SQLite and PostgreSQL alike)."""
+"""Writing one batch of ledger rows: the rows, their tags and the daily rollup, with as little
+Python per row as the drivers allow (the writer thread holds the GIL while it runs Python,
+and the event loop serving requests needs it too).
+
+PostgreSQL: the rows and tags go in by COPY (psycopg formats each row in C), the rollup by
+one `INSERT … SELECT FROM unnest(arrays) ON CONFLICT DO UPDATE` whatever the batch holds.
+SQLite: one `executemany` of plain tuples (sqlite3 loops in C), and one multi-row upsert for
+the rollup. Values are stored exactly as SQLAlchemy's column types store them, so the
+ORM-free write reads back through the same `Table` objects (times are written in UTC).
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from slipstream.store.schema import spend_daily
+from slipstream.store.records import SpendRow
 
 DIMS = ("day", "key_id", "team_id", "org_id", "model")
 SUMS = ("requests", "prompt_tokens", "cached_tokens", "completion_tokens", "cost_micro")
+SPEND_COLUMNS = (
+    "ts", "day", "request_id", "org_id", "team_id", "key_id", "end_user", "model",
+    "deployment", "provider", "prompt_tokens", "cached_tokens", "completion_tokens",
+    "cost_micro", "latency_ms", "ttft_ms", "status", "stream", "usage_source", "tags",
+)  # fmt: skip
+TAG_COLUMNS = ("day", "tag", "key_id", "cost_micro")
+_COLS = ", ".join(SPEND_COLUMNS)
+_DAILY_COLS = ", ".join(DIMS + SUMS)
+_ON_CONFLICT = f"ON CONFLICT ({', '.join(DIMS)}) DO UPDATE SET " + ", ".join(
+    f"{s} = spend_daily.{s} + excluded.{s}" for s in SUMS
+)
+PG_COPY_SPEND = f"COPY spend ({_COLS}) FROM STDIN"
+PG_COPY_TAGS = f"COPY spend_tags ({', '.join(TAG_COLUMNS)}) FROM STDIN"
+PG_UPSERT_DAILY = (
+    f"INSERT INTO spend_daily ({_DAILY_COLS}) SELECT * FROM unnest("
+    "%s::date[], %s::text[], %s::text[], %s::text[], %s::text[], "
+    "%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[]) " + _ON_CONFLICT
+)
+SQLITE_INSERT_SPEND = f"INSERT INTO spend ({_COLS}) VALUES ({', '.join('?' * len(SPEND_COLUMNS))})"
+SQLITE_INSERT_TAGS = f"INSERT INTO spend_tags ({', '.join(TAG_COLUMNS)}) VALUES (?, ?, ?, ?)"
+_UTC = dt.UTC
+
+Groups = dict[tuple[Any, ...], list[int]]
 
 
-def aggregate(values: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Sum a batch per (day, key, team, org, model) first: one upsert per group, not per row."""
-    groups: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for v in values:
-        dims = (v["day"], *(v[d] or "" for d in DIMS[1:]))
+def aggregate(rows: Sequence[SpendRow], days: Sequence[Any]) -> Groups:
+    """Sum a batch per (day, key, team, org, model) first: one rollup row per group."""
+    groups: Groups = {}
+    for r, day in zip(rows, days, strict=True):
+        dims = (day, r.key_id or "", r.team_id or "", r.org_id or "", r.model or "")
         g = groups.get(dims)
         if g is None:
-            g = groups[dims] = {**dict(zip(DIMS, dims, strict=True)), **dict.fromkeys(SUMS, 0)}
-        g["requests"] += 1
-        for s in SUMS[1:]:
-            g[s] += v[s]
-    return list(groups.values())
+            groups[dims] = [1, r.prompt_tokens, r.cached_tokens, r.completion_tokens, r.cost_micro]
+        else:
+            g[0] += 1
+            g[1] += r.prompt_tokens
+            g[2] += r.cached_tokens
+            g[3] += r.completion_tokens
+            g[4] += r.cost_micro
+    return groups
 
 
-def upsert_daily(conn: Connection, values: Sequence[dict[str, Any]]) -> None:
-    rows = aggregate(values)
-    if not rows:
-        return
-    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    stmt = insert(spend_daily)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=list(DIMS),
-        set_={s: spend_daily.c[s] + stmt.excluded[s] for s in SUMS},
+def _tags(tags: tuple[str, ...]) -> str | None:
+    return orjson.dumps(tags).decode()
+
+
+def write_batch(conn: Connection, rows: Sequence[SpendRow]) -> None:
+    """Write `rows` inside the caller's transaction on `conn`."""
+    if conn.dialect.name == "postgresql":
+        _write_postgres(conn, rows)
+    else:
+        _write_sqlite(conn, rows)
+
+
+def _write_postgres(conn: Connection, rows: Sequence[SpendRow]) -> None:
+    pg: Any = conn.connection.driver_connection  # psycopg.Connection, in this transaction
+    days = [r.ts.astimezone(_UTC).date() for r in rows]
+    with pg.cursor() as cur:
+        with cur.copy(PG_COPY_SPEND) as copy:
+            write = copy.write_row
+            for r, day in zip(rows, days, strict=True):
+                write((
+                    r.ts, day, r.request_id, r.org_id, r.team_id, r.key_id, r.end_user, r.model,
+                    r.deployment, r.provider, r.prompt_tokens, r.cached_tokens,
+                    r.completion_tokens, r.cost_micro, r.latency_ms, r.ttft_ms, r.status,
+                    r.stream, r.usage_source, _tags(r.tags) if r.tags else None,
+                ))  # fmt: skip
+        tagged = [(r, day) for r, day in zip(rows, days, strict=True) if r.tags]
+        if tagged:
+            with cur.copy(PG_COPY_TAGS) as copy:
+                for r, day in tagged:
+                    for tag in r.tags:
+                        copy.write_row((day, tag, r.key_id, r.cost_micro))
+        groups = aggregate(rows, days)
+        dims = list(zip(*groups.keys(), strict=True))
+        sums = list(zip(*groups.values(), strict=True))
+        cur.execute(PG_UPSERT_DAILY, [list(c) for c in (*dims, *sums)])
+
+
+def _sqlite_row(r: SpendRow, t: dt.datetime, day: str) -> tuple[Any, ...]:
+    return (
+        f"{t:%Y-%m-%d %H:%M:%S.%f}", day, r.request_id, r.org_id, r.team_id, r.key_id,
+        r.end_user, r.model, r.deployment, r.provider, r.prompt_tokens, r.cached_tokens,
+        r.completion_tokens, r.cost_micro, r.latency_ms, r.ttft_ms, r.status, int(r.stream),
+        r.usage_source, _tags(r.tags) if r.tags else None,
+    )  # fmt: skip
+
+
+def _write_sqlite(conn: Connection, rows: Sequence[SpendRow]) -> None:
+    # SQLAlchemy's SQLite types store DateTime as "YYYY-MM-DD HH:MM:SS.ffffff", Date as ISO
+    # text, JSON as text and booleans as 0/1: the same here.
+    times = [r.ts.astimezone(_UTC) for r in rows]
+    days = [t.date().isoformat() for t in times]
+    conn.exec_driver_sql(
+        SQLITE_INSERT_SPEND,
+        [_sqlite_row(r, t, day) for r, t, day in zip(rows, times, days, strict=True)],
     )
-    conn.execute(stmt, rows)
+    tag_rows = [
+        (day, tag, r.key_id, r.cost_micro)
+        for r, day in zip(rows, days, strict=True)
+        for tag in r.tags
+    ]
+    if tag_rows:
+        conn.exec_driver_sql(SQLITE_INSERT_TAGS, tag_rows)
+    groups = [(*dims, *sums) for dims, sums in aggregate(rows, days).items()]
+    db: sqlite3.Connection = conn.connection.driver_connection  # type: ignore[assignment]
+    per = max(1, db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(DIMS + SUMS))
+    one = f"({', '.join('?' * len(DIMS + SUMS))})"
+    for at in range(0, len(groups), per):  # one statement unless a batch has very many groups
+        chunk = groups[at : at + per]
+        values = ", ".join([one] * len(chunk))
+        sql = f"INSERT INTO spend_daily ({_DAILY_COLS}) VALUES {values} {_ON_CONFLICT}"
+        conn.exec_driver_sql(sql, tuple(v for g in chunk for v in g))

@@ -4,8 +4,9 @@ Admission rule (the hard stop at 100%): a request is admitted while `spent + res
 below the budget, and then reserves its worst case. Every admitted request's reservation
 is counted before the next decision, so a concurrent burst overruns a budget by at most one
 request's worst case. Windows (daily/weekly/monthly, UTC) are part of the bucket name, so a
-new window starts at zero without any reset job. `RedisBudgets` shares the same book across
-replicas with Lua scripts.
+new window starts at zero without any reset job. `RedisAdmission` (redis_admission.py) keeps
+the same book in Redis, shared across replicas, and reserves in the same script call as the
+rate limits.
 """
 
 from __future__ import annotations
@@ -15,13 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
-
 from slipstream.store.records import MICRO, utcnow, window_start
-from slipstream.tenancy.redis_guard import RedisGuard
-
-PREFIX = "slipstream:budget:"
 
 
 @dataclass(frozen=True)
@@ -133,103 +128,3 @@ class MemoryBudgets:
         for book in (self.spent, self.reserved):
             for b in [b for b in book if b.rsplit(":", 1)[-1] < oldest]:
                 del book[b]
-
-
-_RESERVE = """
-for i = 1, #KEYS do
-  local v = redis.call('HMGET', KEYS[i], 'spent', 'reserved')
-  local spent = tonumber(v[1]) or 0
-  if spent + (tonumber(v[2]) or 0) >= tonumber(ARGV[1 + i]) then return {i, spent} end
-end
-for i = 1, #KEYS do
-  redis.call('HINCRBY', KEYS[i], 'reserved', ARGV[1])
-  redis.call('EXPIRE', KEYS[i], 3024000)
-end
-return {0, 0}
-"""
-_SETTLE = """
-local out = {}
-for i = 1, #KEYS do
-  redis.call('HINCRBY', KEYS[i], 'reserved', -tonumber(ARGV[1]))
-  out[i] = redis.call('HINCRBY', KEYS[i], 'spent', ARGV[2])
-end
-return out
-"""
-_SEED = """
-local spent = tonumber(redis.call('HGET', KEYS[1], 'spent')) or 0
-if tonumber(ARGV[1]) > spent then redis.call('HSET', KEYS[1], 'spent', ARGV[1]) end
-redis.call('EXPIRE', KEYS[1], 3024000)
-return 1
-"""
-
-
-class RedisBudgets:
-    """The book in Redis hashes {spent, reserved}, one per scope and window (35-day TTL)."""
-
-    def __init__(
-        self,
-        client: aioredis.Redis,
-        now: Callable[[], dt.datetime] = utcnow,
-        guard: RedisGuard | None = None,
-    ) -> None:
-        self.now = now
-        self.guard = guard or RedisGuard()
-        self.fallback = MemoryBudgets(now)  # while Redis is unreachable (seeded like Redis)
-        self._reserve = client.register_script(_RESERVE)
-        self._settle = client.register_script(_SETTLE)
-        self._seed = client.register_script(_SEED)
-
-    async def reserve(self, scopes: Sequence[BudgetScope], worst: int) -> Reservation | Refusal:
-        if self.guard.usable():
-            try:
-                return await self._reserve_shared(scopes, worst)
-            except (RedisError, OSError) as e:
-                self.guard.failed("budget check", e)
-        r = await self.fallback.reserve(scopes, worst)
-        if isinstance(r, Reservation):
-            r.local = True
-        return r
-
-    async def _reserve_shared(
-        self, scopes: Sequence[BudgetScope], worst: int
-    ) -> Reservation | Refusal:
-        now = self.now()
-        named = [(s, bucket_name(s, now)) for s in scopes]
-        if not named:
-            return Reservation([], worst)
-        keys = [PREFIX + b for _, b in named]
-        refused, spent = await self._reserve(
-            keys=keys, args=[worst, *(s.limit_micro for s, _ in named)]
-        )
-        if int(refused):
-            s = named[int(refused) - 1][0]
-            return Refusal(s, int(spent), window_end(s.window, now))
-        return Reservation(named, worst)
-
-    async def settle(self, r: Reservation, actual: int) -> list[Crossing]:
-        if r.local:
-            return await self.fallback.settle(r, actual)
-        if r.settled or not r.scopes:
-            return []
-        r.settled = True
-        try:
-            after = await self._settle(
-                keys=[PREFIX + b for _, b in r.scopes], args=[r.worst_micro, actual]
-            )
-        except (RedisError, OSError) as e:
-            self.guard.failed("budget settle", e)
-            for _, b in r.scopes:  # remember the spend locally; the ledger has it too
-                self.fallback.spent[b] = self.fallback.spent.get(b, 0) + actual
-            return []
-        return [
-            Crossing(s, b, int(a) - actual, int(a))
-            for (s, b), a in zip(r.scopes, after, strict=True)
-        ]
-
-    async def seed(self, scope: BudgetScope, spent_micro: int) -> None:
-        await self.fallback.seed(scope, spent_micro)
-        if self.guard.usable():
-            try:
-                await self._seed(keys=[PREFIX + bucket_name(scope, self.now())], args=[spent_micro])
-            except (RedisError, OSError) as e:
-                self.guard.failed("budget seeding", e)

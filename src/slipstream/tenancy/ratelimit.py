@@ -3,8 +3,9 @@
 A request asks every scope it belongs to (its key, its team) at once, and is admitted only if
 all have room: nothing is consumed from any scope on a refusal. Tokens are estimated on entry
 and corrected by `settle` once the real usage is known (the bucket may go into debt).
-`MemoryLimiter` serves one replica; `RedisLimiter` (redis_ratelimit.py) does the same
-check-and-take in one Lua script so several replicas share one limit.
+`MemoryLimiter` serves one replica; `RedisAdmission` (redis_admission.py) does the same
+check-and-take, together with the budget reservation, in one Lua script so several replicas
+share one limit.
 """
 
 from __future__ import annotations
@@ -120,6 +121,17 @@ class MemoryLimiter:
             if s.max_parallel is not None:
                 self._parallel[s.name] = self._parallel.get(s.name, 0) + 1
         return Decision(True, headers=self._headers(plan[0]) if plan else {})
+
+    def undo(self, scopes: Sequence[Scope], tokens: int) -> None:
+        """Give back what an `acquire` that admitted just took (called before anything else
+        ran, so no refill happened in between): admission refused by the budget takes nothing."""
+        for s in scopes:
+            if s.rpm is not None:
+                self._buckets[(s.name, "r")].level += 1
+            if s.tpm is not None:
+                self._buckets[(s.name, "t")].level += tokens
+            if s.max_parallel is not None:
+                self._parallel[s.name] = max(0, self._parallel.get(s.name, 0) - 1)
 
     async def settle(
         self, scopes: Sequence[Scope], estimated: int, actual: int, request_id: str

@@ -1,4 +1,5 @@
-"""`Tenancy`: the store, caches, limiter, budgets, prices and ledger writer of one gateway.
+"""`Tenancy`: the store, caches, admission (limits, budgets), prices and ledger writer of one
+gateway.
 
 Built once per process from the config; `start()` loads keys and starts the background work
 (key refresh, budget seeding, ledger flusher), `aclose()` flushes and stops it. `stages`
@@ -20,17 +21,16 @@ from slipstream.config.schema import GatewayConfig, TenancyConfig
 from slipstream.gateway.metrics import GatewayMetrics
 from slipstream.gateway.stages import Stage, default_stages
 from slipstream.gateway.stages.auth import AuthStage
-from slipstream.gateway.stages.budget import BudgetStage
 from slipstream.gateway.stages.limits import LimitsStage
 from slipstream.gateway.stages.spend import SpendStage
 from slipstream.store import Store
 from slipstream.store.records import WINDOWS, utcnow, window_start
+from slipstream.tenancy.admission import Admission, LocalAdmission
 from slipstream.tenancy.alerts import BudgetAlerts
-from slipstream.tenancy.budgets import Budgets, BudgetScope, MemoryBudgets, RedisBudgets
+from slipstream.tenancy.budgets import BudgetScope
 from slipstream.tenancy.keycache import KeyCache
 from slipstream.tenancy.prices import PriceTable, unpriced
-from slipstream.tenancy.ratelimit import Limiter, MemoryLimiter
-from slipstream.tenancy.redis_ratelimit import RedisLimiter
+from slipstream.tenancy.redis_admission import RedisAdmission
 
 logger = logging.getLogger("slipstream.tenancy")
 SEED_SCOPES = ("key", "team", "org")
@@ -54,8 +54,8 @@ class Tenancy:
         self.redis = redis
         self.cache = KeyCache(store)
         self.prices = PriceTable()
-        self.limiter: Limiter = RedisLimiter(redis) if redis is not None else MemoryLimiter()
-        self.budgets: Budgets = RedisBudgets(redis) if redis is not None else MemoryBudgets()
+        # Rate limits and budgets, admitted together (with Redis: one script call each way).
+        self.admission: Admission = RedisAdmission(redis) if redis is not None else LocalAdmission()
         self.alerts = BudgetAlerts(
             self.config.budget_alert_url, self.config.budget_alert_thresholds, redis
         )
@@ -98,7 +98,7 @@ class Tenancy:
         return self.master_key is not None
 
     def stages(self, metrics: GatewayMetrics) -> list[Stage]:
-        """The default chain with tenancy: auth before route; limits, budget, spend after."""
+        """The default chain with tenancy: auth before route; limits (and budgets), spend after."""
         chain = default_stages(metrics)
         at = next((i for i, s in enumerate(chain) if s.name == "route"), len(chain))
         return [
@@ -106,7 +106,6 @@ class Tenancy:
             AuthStage(self),
             *chain[at : at + 1],
             LimitsStage(self),
-            BudgetStage(self),
             SpendStage(self),
             *chain[at + 1 :],
         ]
@@ -128,8 +127,7 @@ class Tenancy:
 
     async def refresh(self) -> None:
         """Reload keys and seed budget books from the ledger (both off the event loop)."""
-        if isinstance(self.budgets, MemoryBudgets):
-            self.budgets.prune()
+        self.admission.prune()
         if await asyncio.to_thread(self.cache.refresh):
             try:
                 await self._seed_budgets()
@@ -145,6 +143,7 @@ class Tenancy:
             await asyncio.gather(*self._settling, return_exceptions=True)
         await asyncio.to_thread(self.writer.close)
         await self.alerts.aclose()
+        await self.admission.aclose()
         if self.redis is not None:
             await self.redis.aclose()
         await asyncio.to_thread(self.store.close)
@@ -196,4 +195,4 @@ class Tenancy:
         for kind, ident, s in scopes:
             spent = totals[(kind, s.window or "daily")].get(ident, 0)
             if spent:
-                await self.budgets.seed(s, spent)
+                await self.admission.seed(s, spent)

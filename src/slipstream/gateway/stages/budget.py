@@ -1,4 +1,5 @@
-"""Budgets: reserve the request's worst case before the call, settle the real cost after.
+"""Budgets: what a request reserves before the call (the limits stage admits it against its
+rate limits and these budgets in one step, and settles the real cost after).
 
 Worst case = prompt estimate at the input price + max_tokens (or the configured default) at
 the output price of the most expensive deployment of the model. Streams are included: their
@@ -7,14 +8,11 @@ reservation is settled when the stream ends, whether finished or cancelled.
 
 from __future__ import annotations
 
-import datetime as dt
-import math
 from typing import TYPE_CHECKING
 
 from slipstream.gateway.context import RequestContext
-from slipstream.tenancy.budgets import BudgetPlan, BudgetScope, Refusal
-from slipstream.tenancy.errors import too_many
-from slipstream.tenancy.request import EXTRA, TenantRequest
+from slipstream.tenancy.budgets import BudgetPlan, BudgetScope
+from slipstream.tenancy.request import TenantRequest
 
 if TYPE_CHECKING:
     from slipstream.tenancy.runtime import Tenancy
@@ -45,36 +43,3 @@ def budget_plan(tenancy: Tenancy, ctx: RequestContext, t: TenantRequest) -> Budg
         for d in ctx.group.deployments
     )
     return BudgetPlan(scopes, worst)
-
-
-class BudgetStage:
-    name = "budget"
-
-    def __init__(self, tenancy: Tenancy) -> None:
-        self.tenancy = tenancy
-
-    async def pre(self, ctx: RequestContext) -> None:
-        t = ctx.extra.get(EXTRA)
-        if not isinstance(t, TenantRequest):
-            return
-        plan = budget_plan(self.tenancy, ctx, t)
-        if plan is None:
-            return
-        r = await self.tenancy.budgets.reserve(plan.scopes, plan.worst_micro)
-        if isinstance(r, Refusal):
-            wait = max(1.0, (r.reset_at - dt.datetime.now(dt.UTC)).total_seconds())
-            raise too_many(
-                r.message(), wait, {"retry-after": str(math.ceil(wait))}, "budget_exceeded"
-            )
-        t.reservation = r
-
-    async def post(self, ctx: RequestContext) -> None:
-        t = ctx.extra.get(EXTRA)
-        if not isinstance(t, TenantRequest) or t.reservation is None:
-            return
-        await self.tenancy.settle(self._settle(t))
-
-    async def _settle(self, t: TenantRequest) -> None:
-        assert t.reservation is not None
-        crossings = await self.tenancy.budgets.settle(t.reservation, t.cost_micro or 0)
-        self.tenancy.alerts.check(crossings)

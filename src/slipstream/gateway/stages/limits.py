@@ -1,15 +1,21 @@
-"""Limits: requests/min, tokens/min and concurrent requests per key, per team and per model.
-
-Tokens/min takes the entry estimate (prompt chars/4 + max_tokens) and is corrected in `post`
-with the real usage; the concurrency slot is given back there too.
+"""Limits and budgets: admit the request against the rate limits of its key, team and model
+and reserve its worst-case cost in the budgets of its key, team and org — all or nothing, in
+one step (with Redis: one script call). Settled in `post`: tokens/min takes the entry estimate
+(prompt chars/4 + max_tokens) and is corrected with the real usage, the concurrency slot is
+given back, and the budget reservation is replaced by the real cost (priced by the spend
+stage, whose `post` runs before this one).
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import math
 from typing import TYPE_CHECKING
 
 from slipstream.gateway.context import RequestContext
+from slipstream.gateway.stages.budget import budget_plan
 from slipstream.store.records import Limits
+from slipstream.tenancy.budgets import Refusal
 from slipstream.tenancy.errors import too_many
 from slipstream.tenancy.ratelimit import Scope
 from slipstream.tenancy.request import EXTRA, TenantRequest
@@ -48,10 +54,12 @@ class LimitsStage:
         if not isinstance(t, TenantRequest):
             return
         scopes = scopes_of(t, ctx)
-        if not scopes:
+        plan = budget_plan(self.tenancy, ctx, t)
+        if not scopes and plan is None:
             return
         tokens = t.prompt_estimate + (t.max_tokens or 0)
-        d = await self.tenancy.limiter.acquire(scopes, tokens, ctx.request_id)
+        a = await self.tenancy.admission.admit(scopes, tokens, ctx.request_id, plan)
+        d = a.limits
         t.response_headers.update(d.headers)
         if not d.allowed:
             raise too_many(
@@ -60,14 +68,25 @@ class LimitsStage:
                 {**d.headers, "retry-after": str(max(1, round(d.retry_after_s + 0.499)))},
                 "rate_limit_exceeded",
             )
+        if isinstance(a.budget, Refusal):
+            r = a.budget
+            wait = max(1.0, (r.reset_at - dt.datetime.now(dt.UTC)).total_seconds())
+            raise too_many(
+                r.message(), wait, {"retry-after": str(math.ceil(wait))}, "budget_exceeded"
+            )
         t.limit_scopes = scopes
         t.limit_tokens = tokens
+        t.reservation = a.budget
 
     async def post(self, ctx: RequestContext) -> None:
         t = ctx.extra.get(EXTRA)
-        if not isinstance(t, TenantRequest) or not t.limit_scopes:
+        if not isinstance(t, TenantRequest) or (not t.limit_scopes and t.reservation is None):
             return
         actual = ctx.usage.total_tokens if ctx.usage is not None else t.limit_tokens
-        await self.tenancy.settle(
-            self.tenancy.limiter.settle(t.limit_scopes, t.limit_tokens, actual, ctx.request_id)
+        await self.tenancy.settle(self._settle(t, actual, ctx.request_id))
+
+    async def _settle(self, t: TenantRequest, actual: int, request_id: str) -> None:
+        crossings = await self.tenancy.admission.settle(
+            t.limit_scopes, t.limit_tokens, actual, request_id, t.reservation, t.cost_micro or 0
         )
+        self.tenancy.alerts.check(crossings)

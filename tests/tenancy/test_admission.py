@@ -1,0 +1,134 @@
+"""Admission takes rate limits and the budget reservation together: all or nothing (a request
+refused by its budget takes no rate-limit tokens), and with Redis one script call to admit and
+one to settle, whatever the number of scopes."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+import redis as sync_redis
+from tests.gateway.fakes import Fleet, chat
+
+from slipstream.gateway import GatewayError
+from slipstream.store import Limits, Store
+from slipstream.tenancy.admission import Admission, LocalAdmission
+from slipstream.tenancy.budgets import BudgetPlan, BudgetScope, Refusal, Reservation
+from slipstream.tenancy.ratelimit import Scope
+from slipstream.tenancy.redis_admission import RedisAdmission
+from slipstream.tenancy.runtime import Tenancy
+
+from .conftest import MASTER, REDIS_URL, bearer, redis_client
+
+PER_TOKEN = {"input_per_mtok": 1000, "output_per_mtok": 1000}  # 1000 micro-dollars per token
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+def test_a_budget_refusal_takes_no_rate_limit_tokens(backend: str, redis_ns: str) -> None:
+    rate = [Scope(f"key:{redis_ns}", rpm=3, tpm=1000, max_parallel=1)]
+    spent_up = BudgetPlan([BudgetScope(f"key:{redis_ns}", 100, "daily")], 50)
+
+    async def scenario() -> None:
+        client = redis_client() if backend == "redis" else None
+        adm: Admission = RedisAdmission(client) if client is not None else LocalAdmission()
+        await adm.seed(spent_up.scopes[0], 100)  # the budget is spent
+        for i in range(5):
+            a = await adm.admit(rate, 400, f"r{i}", spent_up)
+            assert a.limits.allowed and isinstance(a.budget, Refusal)
+            assert a.budget.spent_micro == 100
+        # Nothing was taken: the concurrency slot is free and all 3 requests/min are there.
+        for i in range(3):
+            a = await adm.admit(rate, 300, f"ok{i}", None)
+            assert a.limits.allowed, a.limits.reason
+            assert a.limits.headers["x-ratelimit-remaining-requests"] == str(2 - i)
+            assert a.limits.headers["x-ratelimit-remaining-tokens"] == str(700 - 300 * i)
+            await adm.settle(rate, 300, 300, f"ok{i}", None, 0)
+        a = await adm.admit(rate, 1, "late", None)
+        assert not a.limits.allowed and "requests per minute" in a.limits.reason
+        await adm.aclose()
+        if client is not None:
+            await client.aclose()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+def test_a_rate_refusal_reserves_no_budget(backend: str, redis_ns: str) -> None:
+    rate = [Scope(f"key:{redis_ns}", max_parallel=1)]
+    plan = BudgetPlan([BudgetScope(f"team:{redis_ns}", 100, "daily")], 60)
+
+    async def scenario() -> None:
+        client = redis_client() if backend == "redis" else None
+        adm: Admission = RedisAdmission(client) if client is not None else LocalAdmission()
+        first = await adm.admit(rate, 1, "r1", plan)
+        assert isinstance(first.budget, Reservation)
+        for i in range(3):  # the slot is taken: refused before the budget is looked at
+            a = await adm.admit(rate, 1, f"x{i}", plan)
+            assert not a.limits.allowed and "concurrent" in a.limits.reason and a.budget is None
+        crossings = await adm.settle(rate, 1, 1, "r1", first.budget, 30)
+        assert [(c.before_micro, c.spent_micro) for c in crossings] == [(0, 30)]
+        second = await adm.admit(rate, 1, "r2", plan)  # 30 spent + 0 reserved < 100
+        assert isinstance(second.budget, Reservation)
+        await adm.aclose()
+        if client is not None:
+            await client.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_redis_admits_and_settles_in_one_script_call_each(sqlite_store: Store) -> None:
+    """Key, team and model limits plus key and team budgets: one EVALSHA before the upstream
+    call, one after."""
+    from slipstream.config import parse_config
+    from slipstream.gateway import Gateway
+
+    team = sqlite_store.tenants.create_team(
+        "admission-team", limits=Limits(rpm=50, tpm=100_000, budget_micro=10**9)
+    )
+    lim = Limits(rpm=5, tpm=10_000, max_parallel=4, budget_micro=10**9)
+    key, rec = sqlite_store.tenants.create_key(team=team.name, limits=lim)
+    dep = {"provider": "openai", "model": "m", "name": "a", "api_base": "http://x",
+           "prices": PER_TOKEN}  # fmt: skip
+    config = parse_config(
+        {"models": [{"name": "chat", "deployments": [dep], "limits": {"rpm": 1000}}]}
+    )
+    calls: list[str] = []
+
+    async def scenario() -> None:
+        client = redis_client()
+        tenancy = Tenancy(sqlite_store, master_key=MASTER, redis=client)
+        await tenancy.start()
+        wire = getattr(tenancy.admission, "wire", None)
+        assert wire is not None  # a plain redis:// URL: our own pipelined connection
+        call = wire.call
+
+        async def counted(command: bytes, lazy: bool = False) -> Any:
+            calls.append(command.split(b"\r\n")[4].decode())  # the script's sha
+            return await call(command, lazy)
+
+        wire.call = counted  # type: ignore[method-assign]
+        gw = Gateway(config, Fleet().factory, stages=tenancy.stages)
+        calls.clear()
+        await gw.handle("chat/completions", chat(max_tokens=10), None, bearer(key))
+        assert len(calls) == 1  # admitted: one script call (settling runs after the answer)
+        await asyncio.gather(*tenancy._settling)
+        assert len(calls) == 2 and calls[0] != calls[1]
+        for _ in range(4):
+            await gw.handle("chat/completions", chat(max_tokens=10), None, bearer(key))
+        with pytest.raises(GatewayError) as e:
+            await gw.handle("chat/completions", chat(max_tokens=10), None, bearer(key))
+        assert e.value.status == 429 and "requests per minute limit of key:" in e.value.message
+        assert int(e.value.headers()["retry-after"]) >= 1
+        await tenancy.aclose()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        r = sync_redis.Redis.from_url(REDIS_URL)
+        for ident in (rec.id, team.id, "model:chat"):
+            for k in r.scan_iter(f"*{ident}*"):
+                r.delete(k)
+        r.close()
+    report = sqlite_store.spend.report("key")
+    assert report[0]["requests"] == 5
