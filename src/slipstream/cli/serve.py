@@ -44,7 +44,14 @@ NoPrefixOpt = Annotated[
         help="Do not reuse KV blocks of earlier prompts with the same prefix.",
     ),
 ]
-DtypeOpt = Annotated[str, typer.Option(help="Compute dtype: auto, float32, bfloat16 or float16.")]
+DtypeOpt = Annotated[
+    str,
+    typer.Option(
+        help="Compute dtype: auto, float32, bfloat16 or float16. On a CPU without bf16 dot "
+        "products auto keeps the file's 4-bit/int8 weight blocks (fast C++ kernels); float32 "
+        "by name is exact dense fp32."
+    ),
+]
 MaxLenOpt = Annotated[
     int | None,
     typer.Option(
