@@ -51,6 +51,21 @@ void group_scalar(const uint8_t* rec, int64_t KB, const Q* xq, const float* xs,
   for (int64_t n = 0; n < 8; ++n) y[m * N + n0 + n] = out[n] + (bias ? bias[n0 + n] : 0.f);
 }
 
+#ifdef SLIP_AVX2
+// One block's contribution to 8 outputs: sums * d * xs + m * xsum (the Q4_1 min term).
+inline __m256 add_block(__m256 acc, __m256i sums, __m256 d, __m256 mn, float xs, float xsum) {
+  acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(d, _mm256_set1_ps(xs)), acc);
+  return _mm256_fmadd_ps(mn, _mm256_set1_ps(xsum), acc);
+}
+
+template <int64_t R>
+inline void store_group(const __m256* acc, float* y, int64_t N, int64_t m0, int64_t n0,
+                        const float* bias) {
+  const __m256 bv = bias ? _mm256_loadu_ps(bias + n0) : _mm256_setzero_ps();
+  for (int64_t r = 0; r < R; ++r) _mm256_storeu_ps(y + (m0 + r) * N + n0, _mm256_add_ps(acc[r], bv));
+}
+#endif
+
 // y[m0 .. m0+R, 8g .. 8g+8] for one group of eight weight rows, int8 activations.
 template <int64_t R>
 void group_tile(const uint8_t* rec, int64_t KB, const int8_t* xq, const float* xs,
@@ -79,13 +94,10 @@ void group_tile(const uint8_t* rec, int64_t KB, const int8_t* xq, const float* x
     const __m256 mn = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rb + 144)));
     for (int64_t r = 0; r < R; ++r) {
       const int64_t mb = (m0 + r) * KB + b;
-      const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(s16[r], ones));
-      acc[r] = _mm256_fmadd_ps(p, _mm256_mul_ps(d, _mm256_set1_ps(xs[mb])), acc[r]);
-      acc[r] = _mm256_fmadd_ps(mn, _mm256_set1_ps(xsum[mb]), acc[r]);
+      acc[r] = add_block(acc[r], _mm256_madd_epi16(s16[r], ones), d, mn, xs[mb], xsum[mb]);
     }
   }
-  const __m256 bv = bias ? _mm256_loadu_ps(bias + n0) : _mm256_setzero_ps();
-  for (int64_t r = 0; r < R; ++r) _mm256_storeu_ps(y + (m0 + r) * N + n0, _mm256_add_ps(acc[r], bv));
+  store_group<R>(acc, y, N, m0, n0, bias);
 #else
   for (int64_t r = 0; r < R; ++r) group_scalar(rec, KB, xq, xs, xsum, K, m0 + r, y, N, n0, bias);
 #endif
@@ -129,13 +141,10 @@ void group_tile16(const uint8_t* rec, int64_t KB, const int16_t* xq, const float
     for (int64_t r = 0; r < R; ++r) {
       const int64_t mb = (m0 + r) * KB + b;
       const __m256i sums = _mm256_permutevar8x32_epi32(_mm256_hadd_epi32(lo4[r], hi4[r]), order);
-      acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(d, _mm256_set1_ps(xs[mb])),
-                               acc[r]);
-      acc[r] = _mm256_fmadd_ps(mn, _mm256_set1_ps(xsum[mb]), acc[r]);
+      acc[r] = add_block(acc[r], sums, d, mn, xs[mb], xsum[mb]);
     }
   }
-  const __m256 bv = bias ? _mm256_loadu_ps(bias + n0) : _mm256_setzero_ps();
-  for (int64_t r = 0; r < R; ++r) _mm256_storeu_ps(y + (m0 + r) * N + n0, _mm256_add_ps(acc[r], bv));
+  store_group<R>(acc, y, N, m0, n0, bias);
 #else
   for (int64_t r = 0; r < R; ++r) group_scalar(rec, KB, xq, xs, xsum, K, m0 + r, y, N, n0, bias);
 #endif
