@@ -15,6 +15,7 @@ from slipstream.engine.layers.cpu_ops import load_layer_kernels
 from slipstream.engine.layers.linear import (
     Linear,
     interleave_q4x8,
+    interleave_q8x8,
     quantize_q4_blocks,
     quantize_q8_blocks,
 )
@@ -121,7 +122,7 @@ def test_only_weights_that_are_4bit_already_get_4bit_blocks() -> None:
     # 4-bit weights whose row count is not a multiple of 8 take int8 blocks instead
     assert Linear(four[:12], None, int8_max_rows=4).block_q8
     dense = Linear(torch.randn(16, 64, generator=g), None, int8_max_rows=4)
-    assert dense.q4 is None and dense.block_q8
+    assert dense.q4 is None and dense.q8x8 is not None
 
 
 def test_q8_linear_rejects_shapes_it_cannot_compute() -> None:
@@ -134,15 +135,65 @@ def test_q8_linear_rejects_shapes_it_cannot_compute() -> None:
         torch.ops.slipstream_cpu_linear.q8_linear(torch.randn(2, 64), wq, ws, None, 12)
 
 
+@pytest.mark.parametrize("bits", [8, 16])
+@pytest.mark.parametrize("m", [1, 3, 8, 9, 33])
+@pytest.mark.parametrize("n,k", [(8, 32), (40, 96), (136, 576)])
+def test_q8x8_linear_matches_the_int8_block_arithmetic(m: int, n: int, k: int, bits: int) -> None:
+    g = torch.Generator().manual_seed(11 * m + n + k)
+    w = torch.randn(n, k, generator=g) * 0.05
+    w[1, :32] = -w[1, :32].abs()  # an all-negative block: the VNNI path's offset correction
+    x = torch.randn(m, k, generator=g)
+    x[-1, 32:] = 0.0
+    bias = torch.randn(n, generator=g)
+    q8 = quantize_q8_blocks(w)
+    assert q8 is not None
+    records = interleave_q8x8(*q8)
+    assert records.shape == (n // 8, k // 32, 288) and records.dtype == torch.uint8
+    y = torch.ops.slipstream_cpu_linear.q8x8_linear(x, records, bias, bits)
+    torch.testing.assert_close(y, reference_q8(x, *q8, bits) + bias, rtol=1e-4, atol=1e-4)
+    row_kernel = torch.ops.slipstream_cpu_linear.q8_linear(x, *q8, bias, bits)
+    torch.testing.assert_close(y, row_kernel, rtol=1e-5, atol=1e-5)
+
+
+def test_q8x8_linear_rejects_shapes_it_cannot_compute() -> None:
+    q8 = quantize_q8_blocks(torch.randn(8, 64))
+    assert q8 is not None
+    records = interleave_q8x8(*q8)
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        torch.ops.slipstream_cpu_linear.q8x8_linear(torch.randn(2, 32), records, None, 16)
+    with pytest.raises(RuntimeError, match="act_bits must be 8 or 16"):
+        torch.ops.slipstream_cpu_linear.q8x8_linear(torch.randn(2, 64), records, None, 4)
+
+
+def test_weights_that_were_int8_take_int8_blocks_at_every_step_size() -> None:
+    g = torch.Generator().manual_seed(5)
+    q = torch.randint(-127, 128, (16, 64), generator=g).float()
+    q[:, ::32] = 127  # every block reaches its scale, as Q8_0's quantizer makes it
+    d = (torch.rand(16, 2, generator=g) * 0.01 + 1e-3).half().float()
+    w = (q.reshape(16, 2, 32) * d[..., None]).reshape(16, 64)
+    layer = Linear(w, None, int8_max_rows=4)
+    assert layer.q8x8_all_rows and layer.weight is None  # no float copy kept
+    big = torch.randn(40, 64, generator=g)
+    exact = F.linear(big, w)
+    rel = ((layer(big) - exact).norm() / exact.norm()).item()
+    assert rel < 1e-4, f"int16 activations on exact int8 weights: error {rel:.2e}"
+
+
 def test_linear_uses_int8_blocks_only_up_to_its_row_limit() -> None:
     w = torch.randn(64, 128) * 0.05
     layer = Linear(w, None, int8_max_rows=4)
-    assert layer.block_q8
+    assert layer.q8x8 is not None and not layer.q8x8_all_rows
     small, big = torch.randn(4, 128), torch.randn(5, 128)
     assert not torch.equal(layer(small), F.linear(small, w))  # quantized path
     assert torch.equal(layer(big), F.linear(big, w))  # dense path, bit-exact
     odd = Linear(torch.randn(16, 40), None, int8_max_rows=4)  # K not a multiple of 32
-    assert not odd.block_q8 and odd.w8 is None
+    assert not odd.block_q8 and odd.w8 is None and odd.q8x8 is None
+    rows12 = Linear(torch.randn(12, 64), None, int8_max_rows=4)  # N not a multiple of 8
+    assert rows12.block_q8 and rows12.q8x8 is None
+    x = torch.randn(3, 64)
+    assert rows12.weight is not None
+    exact = F.linear(x, rows12.weight)
+    assert ((rows12(x) - exact).norm() / exact.norm()).item() < 0.02  # int8 weight rounding
 
 
 def reference_rms(x: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:

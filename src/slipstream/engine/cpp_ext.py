@@ -19,6 +19,8 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
+# headers shared by every kernel (simd_math.h)
+SHARED_CSRC = Path(__file__).parent / "csrc"
 CFLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno"]
 
 
@@ -41,7 +43,7 @@ def sources_digest(sources: list[Path]) -> str:
     """torch rebuilds when a source changes but not when a header beside it does: name the
     build after every file in the sources' folders too."""
     h = hashlib.sha256()
-    for folder in sorted({s.parent for s in sources}):
+    for folder in sorted({s.parent for s in sources} | {SHARED_CSRC}):
         for f in sorted(folder.iterdir()):
             if f.suffix in (".cpp", ".h"):
                 h.update(f.name.encode() + f.read_bytes())
@@ -59,6 +61,7 @@ def build_cpu_extension(name: str, sources: list[Path]) -> bool:
             name=f"{name}_{cpu_fingerprint()}_{sources_digest(sources)}",
             sources=[str(s) for s in sources],
             extra_cflags=CFLAGS,
+            extra_include_paths=[str(SHARED_CSRC)],
             extra_ldflags=["-fopenmp"],
             is_python_module=False,
             verbose=False,

@@ -72,6 +72,28 @@ def interleave_q4x8(packed: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> 
     return torch.cat([body, per_group(d), per_group(m)], dim=-1).contiguous()
 
 
+def interleave_q8x8(w8: torch.Tensor, s8: torch.Tensor) -> torch.Tensor:
+    """Q8 blocks (int8 [N, K], fp16 scales [N, K/32]) -> the records q8x8_linear reads: per
+    (8 rows, block of 32) 256 weight bytes (byte s*32 + n*4 + i = q[n][4s+i]), d[8] fp16 and
+    the rows' block sums wsum[8] int16."""
+    n, k = w8.shape
+    kb, g = k // Q8_BLOCK, n // 8
+    q = w8.reshape(g, 8, kb, Q8_BLOCK).permute(0, 2, 1, 3)  # [G, KB, 8, 32]
+    body = q.reshape(g, kb, 8, 8, 4).permute(0, 1, 3, 2, 4).reshape(g, kb, 256)
+    wsum = q.sum(-1, dtype=torch.int32).to(torch.int16).contiguous()  # [G, KB, 8]
+    d = s8.reshape(g, 8, kb).permute(0, 2, 1).contiguous()
+    parts = [body.contiguous().view(torch.uint8), d.view(torch.uint8), wsum.view(torch.uint8)]
+    return torch.cat(parts, dim=-1).contiguous()
+
+
+def q8_exact(weight: torch.Tensor, w8: torch.Tensor, s8: torch.Tensor) -> bool:
+    """The int8 blocks reproduce `weight` to float rounding (it was Q8_0 in the file)."""
+    n, k = weight.shape
+    back = w8.float().reshape(n, k // Q8_BLOCK, Q8_BLOCK) * s8.float()[..., None]
+    err = (back.reshape(n, k) - weight.float()).abs()
+    return bool((err <= 1e-3 * s8.float().repeat_interleave(Q8_BLOCK, dim=1) + 1e-7).all())
+
+
 def quantize_q4_blocks(
     weight: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
@@ -95,9 +117,11 @@ class Linear:
     """y = x @ W^T + b, with the int8/4-bit copies described above.
 
     4-bit records serve every step size (the interleaved kernel beats the fp32 GEMM even at
-    512 rows, measured in docs/benchmarks.md), so a layer that has them drops its float copy;
-    int8 blocks serve steps of at most `int8_max_rows` rows and keep the float weight for
-    larger ones.
+    512 rows, measured in docs/benchmarks.md), so a layer that has them drops its float copy.
+    Other weights get int8 blocks (interleaved 8 rows at a time when N % 8 == 0): weights
+    that were int8 already (a Q8_0 tensor) use them at every step size and drop the float
+    copy too; others use them up to `int8_max_rows` rows and keep the float weight for larger
+    steps, so long prefills stay exact.
     """
 
     def __init__(
@@ -116,6 +140,8 @@ class Linear:
         self.s8: torch.Tensor | None = None
         self.block_q8 = False
         self.q4: torch.Tensor | None = None  # q4x8 records
+        self.q8x8: torch.Tensor | None = None  # q8x8 records
+        self.q8x8_all_rows = False  # exact int8 weights: every step size takes q8x8
         if int8_max_rows <= 0:
             return
         if weight.dtype == torch.float32:
@@ -125,7 +151,13 @@ class Linear:
                 if self.q4 is not None:
                     self.weight = None  # every step size takes the 4-bit path
                 q8 = quantize_q8_blocks(weight) if self.q4 is None else None
-                if q8 is not None:
+                if q8 is not None and weight.shape[0] % 8 == 0:
+                    # interleaved records; weights that were int8 already need no float copy
+                    self.q8x8 = interleave_q8x8(*q8)
+                    self.q8x8_all_rows = q8_exact(weight, *q8)
+                    if self.q8x8_all_rows:
+                        self.weight = None
+                elif q8 is not None:
                     self.w8, self.s8 = q8
                     self.block_q8 = True
             return
@@ -137,6 +169,10 @@ class Linear:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.q4 is not None:
             return torch.ops.slipstream_cpu_linear.q4x8_linear(x, self.q4, self.bias, self.act_bits)
+        if self.q8x8 is not None and (self.q8x8_all_rows or x.shape[0] <= self.int8_max_rows):
+            return torch.ops.slipstream_cpu_linear.q8x8_linear(
+                x, self.q8x8, self.bias, self.act_bits
+            )
         if self.w8 is not None and x.shape[0] <= self.int8_max_rows:
             if self.block_q8:
                 return torch.ops.slipstream_cpu_linear.q8_linear(

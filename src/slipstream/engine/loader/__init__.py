@@ -47,6 +47,8 @@ class LoadedModel:
     weights: dict[str, torch.Tensor]
     name: str
     path: Path
+    # weights were block-quantized in the file (GGUF Q4/Q8/K-quants), not float
+    block_quantized: bool = False
 
 
 def load_model(name_or_path: str | Path) -> LoadedModel:
@@ -56,7 +58,11 @@ def load_model(name_or_path: str | Path) -> LoadedModel:
     reader = GGUFFile(source.path) if source.format == "gguf" else HFModelDir(source.path)
     spec = reader.spec()
     return LoadedModel(
-        spec=spec, weights=reader.load_weights(spec), name=source.name, path=source.path
+        spec=spec,
+        weights=reader.load_weights(spec),
+        name=source.name,
+        path=source.path,
+        block_quantized=isinstance(reader, GGUFFile) and reader.block_quantized(),
     )
 
 

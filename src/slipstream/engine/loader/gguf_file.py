@@ -58,6 +58,16 @@ class GGUFFile:
             )
         return value
 
+    def block_quantized(self) -> bool:
+        """True when some weight is stored in a block-quantized type (Q4_*, Q8_0, K-quants...):
+        those values fit the engine's int8/4-bit CPU kernels exactly."""
+        floats = {
+            gguf.GGMLQuantizationType.F32,
+            gguf.GGMLQuantizationType.F16,
+            gguf.GGMLQuantizationType.BF16,
+        }
+        return any(t.tensor_type not in floats for t in self._reader.tensors)
+
     def tensor_names(self) -> list[str]:
         return [t.name for t in self._reader.tensors]
 

@@ -29,10 +29,15 @@ def cpu_has_fast_bf16() -> bool:
     return any(getattr(cpu, name, lambda: False)() for name in checks)
 
 
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+def resolve_dtype(name: str, device: torch.device, block_weights: bool = False) -> torch.dtype:
+    """`block_weights`: the checkpoint is block-quantized and the CPU block kernels are built;
+    then "auto" on CPU is float32 with those kernels (4-bit/int8 reads beat bf16's 16-bit
+    ones at every batch size measured, docs/benchmarks.md) even where bf16 is fast."""
     if name == "auto":
         if device.type == "cuda":
             return torch.bfloat16
+        if block_weights:
+            return torch.float32
         return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
     if name not in DTYPES:
         raise ValueError(f"unknown dtype {name!r}; use auto, {', '.join(DTYPES)}")

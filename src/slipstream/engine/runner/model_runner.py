@@ -13,7 +13,7 @@ import torch
 from slipstream.engine.attention.cpu_kernels import load_cpu_kernels
 from slipstream.engine.attention.metadata import build_metadata
 from slipstream.engine.config import EngineConfig
-from slipstream.engine.layers.linear import int8_kernel_available
+from slipstream.engine.layers.linear import int8_kernel_available, q8_kernel_available
 from slipstream.engine.loader import LoadedModel
 from slipstream.engine.models.llama import LlamaModel
 from slipstream.engine.runner.device import resolve_device, resolve_dtype
@@ -52,7 +52,13 @@ def auto_int8_rows(config: EngineConfig, dtype: torch.dtype, device: torch.devic
 class ModelRunner:
     def __init__(self, loaded: LoadedModel, config: EngineConfig, max_model_len: int) -> None:
         self.device = resolve_device(config.device)
-        self.dtype = resolve_dtype(config.dtype, self.device)
+        self.dtype = resolve_dtype(
+            config.dtype,
+            self.device,
+            block_weights=self.device.type == "cpu"
+            and loaded.block_quantized
+            and q8_kernel_available(),
+        )
         candidates = [1]
         if self.device.type == "cpu":
             candidates = cpu_thread_candidates(config.num_threads)

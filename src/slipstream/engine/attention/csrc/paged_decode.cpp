@@ -11,10 +11,35 @@
 #include <cmath>
 #include <vector>
 
-namespace {
-
 #include <cstdint>
 #include <cstring>
+
+#include "simd_math.h"
+
+namespace {
+
+// s[i] = exp(s[i] - m) for i < n; returns the sum.
+inline float exp_shift_sum(float* s, int64_t n, float m) {
+  int64_t i = 0;
+  float total = 0.f;
+#ifdef SLIP_SIMD_AVX2
+  __m256 acc = _mm256_setzero_ps();
+  const __m256 mv = _mm256_set1_ps(m);
+  for (; i + 8 <= n; i += 8) {
+    const __m256 e = slip_simd::exp8(_mm256_sub_ps(_mm256_loadu_ps(s + i), mv));
+    _mm256_storeu_ps(s + i, e);
+    acc = _mm256_add_ps(acc, e);
+  }
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, acc);
+  for (float l : lanes) total += l;
+#endif
+  for (; i < n; ++i) {
+    s[i] = std::exp(s[i] - m);
+    total += s[i];
+  }
+  return total;
+}
 
 // Widen one row of D elements to float. The bf16 case is a plain 16-bit shift so the compiler
 // vectorises it (c10::BFloat16's conversion operator does not).
@@ -86,17 +111,7 @@ void decode_kernel(const at::Tensor& q, const at::Tensor& k_cache, const at::Ten
         }
       }
       std::vector<float> sum(G, 0.f);
-      for (int64_t g = 0; g < G; ++g) {
-        float* sg = scores.data() + g * L;
-        const float m = mx[g];
-        float total = 0.f;
-#pragma omp simd reduction(+ : total)
-        for (int64_t pos = 0; pos < L; ++pos) {
-          sg[pos] = std::exp(sg[pos] - m);
-          total += sg[pos];
-        }
-        sum[g] = total;
-      }
+      for (int64_t g = 0; g < G; ++g) sum[g] = exp_shift_sum(scores.data() + g * L, L, mx[g]);
       // Pass 2: weighted sum of values.
       std::fill(acc.begin(), acc.end(), 0.f);
       for (int64_t bi = 0; bi < nblocks; ++bi) {

@@ -12,6 +12,8 @@
 #include <cmath>
 #include <cstdint>
 
+#include "simd_math.h"
+
 namespace {
 
 inline void check_f32_rows(const at::Tensor& t, const char* what) {
@@ -117,8 +119,17 @@ at::Tensor silu_mul(const at::Tensor& gu) {
       const float* g = gp + t * gs;
       const float* u = g + I;
       float* o = op + t * I;
-#pragma omp simd
-      for (int64_t i = 0; i < I; ++i) o[i] = g[i] / (1.f + std::exp(-g[i])) * u[i];
+      int64_t i = 0;
+#ifdef SLIP_SIMD_AVX2
+      const __m256 one = _mm256_set1_ps(1.f);
+      for (; i + 8 <= I; i += 8) {
+        const __m256 gv = _mm256_loadu_ps(g + i);
+        const __m256 e = slip_simd::exp8(_mm256_sub_ps(_mm256_setzero_ps(), gv));
+        const __m256 s = _mm256_div_ps(gv, _mm256_add_ps(one, e));
+        _mm256_storeu_ps(o + i, _mm256_mul_ps(s, _mm256_loadu_ps(u + i)));
+      }
+#endif
+      for (; i < I; ++i) o[i] = g[i] / (1.f + std::exp(-g[i])) * u[i];
     }
   });
   return out;

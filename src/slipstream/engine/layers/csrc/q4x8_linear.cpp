@@ -18,7 +18,7 @@
 #include <cstring>
 #include <vector>
 
-#include "quant_common.h"
+#include "interleaved.h"
 
 namespace {
 
@@ -58,12 +58,6 @@ inline __m256 add_block(__m256 acc, __m256i sums, __m256 d, __m256 mn, float xs,
   return _mm256_fmadd_ps(mn, _mm256_set1_ps(xsum), acc);
 }
 
-template <int64_t R>
-inline void store_group(const __m256* acc, float* y, int64_t N, int64_t m0, int64_t n0,
-                        const float* bias) {
-  const __m256 bv = bias ? _mm256_loadu_ps(bias + n0) : _mm256_setzero_ps();
-  for (int64_t r = 0; r < R; ++r) _mm256_storeu_ps(y + (m0 + r) * N + n0, _mm256_add_ps(acc[r], bv));
-}
 #endif
 
 // y[m0 .. m0+R, 8g .. 8g+8] for one group of eight weight rows, int8 activations.
@@ -73,28 +67,39 @@ void group_tile(const uint8_t* rec, int64_t KB, const int8_t* xq, const float* x
                 const float* bias) {
 #ifdef SLIP_AVX2
   const __m256i low4 = _mm256_set1_epi8(0x0F);
-  const __m256i ones = _mm256_set1_epi16(1);
+  [[maybe_unused]] const __m256i ones = _mm256_set1_epi16(1);
   __m256 acc[R];
   for (int64_t r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
   for (int64_t b = 0; b < KB; ++b) {
     const uint8_t* rb = rec + b * REC;
-    __m256i s16[R];
-    for (int64_t r = 0; r < R; ++r) s16[r] = _mm256_setzero_si256();
+    // int16 partial sums (AVX2: maddubs, madd'ed once a block) or int32 ones (VNNI dpbusd)
+    __m256i part[R];
+    for (int64_t r = 0; r < R; ++r) part[r] = _mm256_setzero_si256();
     for (int64_t s = 0; s < 4; ++s) {
       const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rb + 32 * s));
       const __m256i lo = _mm256_and_si256(v, low4);
       const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
       for (int64_t r = 0; r < R; ++r) {
         const int8_t* xb = xq + (m0 + r) * K + b * QK;
-        s16[r] = _mm256_add_epi16(s16[r], _mm256_maddubs_epi16(lo, bcast4(xb + 4 * s)));
-        s16[r] = _mm256_add_epi16(s16[r], _mm256_maddubs_epi16(hi, bcast4(xb + 16 + 4 * s)));
+#ifdef SLIP_VNNI
+        part[r] = SLIP_DPBUSD(part[r], lo, bcast4(xb + 4 * s));
+        part[r] = SLIP_DPBUSD(part[r], hi, bcast4(xb + 16 + 4 * s));
+#else
+        part[r] = _mm256_add_epi16(part[r], _mm256_maddubs_epi16(lo, bcast4(xb + 4 * s)));
+        part[r] = _mm256_add_epi16(part[r], _mm256_maddubs_epi16(hi, bcast4(xb + 16 + 4 * s)));
+#endif
       }
     }
     const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rb + 128)));
     const __m256 mn = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rb + 144)));
     for (int64_t r = 0; r < R; ++r) {
       const int64_t mb = (m0 + r) * KB + b;
-      acc[r] = add_block(acc[r], _mm256_madd_epi16(s16[r], ones), d, mn, xs[mb], xsum[mb]);
+#ifdef SLIP_VNNI
+      const __m256i sums = part[r];
+#else
+      const __m256i sums = _mm256_madd_epi16(part[r], ones);
+#endif
+      acc[r] = add_block(acc[r], sums, d, mn, xs[mb], xsum[mb]);
     }
   }
   store_group<R>(acc, y, N, m0, n0, bias);
@@ -112,7 +117,6 @@ void group_tile16(const uint8_t* rec, int64_t KB, const int16_t* xq, const float
                   const float* bias) {
 #ifdef SLIP_AVX2
   const __m256i low4 = _mm256_set1_epi8(0x0F);
-  const __m256i order = _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7);
   __m256 acc[R];
   for (int64_t r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
   for (int64_t b = 0; b < KB; ++b) {
@@ -130,17 +134,17 @@ void group_tile16(const uint8_t* rec, int64_t KB, const int16_t* xq, const float
       for (int64_t r = 0; r < R; ++r) {
         const int16_t* xb = xq + (m0 + r) * K + b * QK;
         const __m256i xl = bcast4(xb + 4 * s), xh = bcast4(xb + 16 + 4 * s);
-        lo4[r] = _mm256_add_epi32(lo4[r], _mm256_madd_epi16(lo_a, xl));
-        hi4[r] = _mm256_add_epi32(hi4[r], _mm256_madd_epi16(lo_b, xl));
-        lo4[r] = _mm256_add_epi32(lo4[r], _mm256_madd_epi16(hi_a, xh));
-        hi4[r] = _mm256_add_epi32(hi4[r], _mm256_madd_epi16(hi_b, xh));
+        lo4[r] = dot_s16(lo4[r], lo_a, xl);
+        hi4[r] = dot_s16(hi4[r], lo_b, xl);
+        lo4[r] = dot_s16(lo4[r], hi_a, xh);
+        hi4[r] = dot_s16(hi4[r], hi_b, xh);
       }
     }
     const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rb + 128)));
     const __m256 mn = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rb + 144)));
     for (int64_t r = 0; r < R; ++r) {
       const int64_t mb = (m0 + r) * KB + b;
-      const __m256i sums = _mm256_permutevar8x32_epi32(_mm256_hadd_epi32(lo4[r], hi4[r]), order);
+      const __m256i sums = pair_sums_in_row_order(lo4[r], hi4[r]);
       acc[r] = add_block(acc[r], sums, d, mn, xs[mb], xsum[mb]);
     }
   }
@@ -150,15 +154,20 @@ void group_tile16(const uint8_t* rec, int64_t KB, const int16_t* xq, const float
 #endif
 }
 
-template <typename Q, int64_t R>
-void tile_for(const uint8_t* rec, int64_t KB, const Q* xq, const float* xs, const float* xsum,
-              int64_t K, int64_t m0, float* y, int64_t N, int64_t n0, const float* bias) {
-  if constexpr (sizeof(Q) == 1) {
-    group_tile<R>(rec, KB, xq, xs, xsum, K, m0, y, N, n0, bias);
-  } else {
-    group_tile16<R>(rec, KB, xq, xs, xsum, K, m0, y, N, n0, bias);
+// The tile for activation type Q, as tile_rows wants it.
+template <typename Q>
+struct Q4Tile {
+  template <int64_t R>
+  static void tile(const uint8_t* rec, int64_t KB, const Q* xq, const float* xs,
+                   const float* xsum, int64_t K, int64_t m0, float* y, int64_t N, int64_t n0,
+                   const float* bias) {
+    if constexpr (sizeof(Q) == 1) {
+      group_tile<R>(rec, KB, xq, xs, xsum, K, m0, y, N, n0, bias);
+    } else {
+      group_tile16<R>(rec, KB, xq, xs, xsum, K, m0, y, N, n0, bias);
+    }
   }
-}
+};
 
 template <typename Q>
 void run_groups(const uint8_t* wp, int64_t G, int64_t KB, int64_t K, int64_t M,
@@ -167,22 +176,9 @@ void run_groups(const uint8_t* wp, int64_t G, int64_t KB, int64_t K, int64_t M,
   std::vector<Q> xq(M * K);
   std::vector<float> xs(M * KB), xsum(M * KB);
   quantize_rows(x, M, K, xq.data(), xs.data(), xsum.data());
-  const Q* q = xq.data();
-  const float* s = xs.data();
-  const float* su = xsum.data();
-  at::parallel_for(0, G, 4, [&](int64_t g0, int64_t g1) {
-    for (int64_t g = g0; g < g1; ++g) {
-      const uint8_t* rec = wp + g * KB * REC;
-      const int64_t n0 = 8 * g;
-      for (int64_t m0 = 0; m0 < M; m0 += MT) {
-        switch (std::min(MT, M - m0)) {
-          case 4: tile_for<Q, 4>(rec, KB, q, s, su, K, m0, yp, N, n0, bp); break;
-          case 3: tile_for<Q, 3>(rec, KB, q, s, su, K, m0, yp, N, n0, bp); break;
-          case 2: tile_for<Q, 2>(rec, KB, q, s, su, K, m0, yp, N, n0, bp); break;
-          default: tile_for<Q, 1>(rec, KB, q, s, su, K, m0, yp, N, n0, bp); break;
-        }
-      }
-    }
+  for_each_tile(G, M, K * sizeof(Q), KB * REC, [&](int64_t g, int64_t m0, int64_t rows) {
+    tile_rows<Q4Tile<Q>, IMT>(rows, wp + g * KB * REC, KB, xq.data(), xs.data(), xsum.data(),
+                              K, m0, yp, N, 8 * g, bp);
   });
 }
 

@@ -11,6 +11,17 @@
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #include <immintrin.h>
 #define SLIP_AVX2 1
+// VNNI (AVX512-VNNI with VL, or AVX-VNNI): one instruction does the multiply, the pairwise
+// add and the accumulate that AVX2 spells as maddubs/madd + add. Exact, no saturation.
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+#define SLIP_VNNI 1
+#define SLIP_DPBUSD _mm256_dpbusd_epi32
+#define SLIP_DPWSSD _mm256_dpwssd_epi32
+#elif defined(__AVXVNNI__)
+#define SLIP_VNNI 1
+#define SLIP_DPBUSD _mm256_dpbusd_avx_epi32
+#define SLIP_DPWSSD _mm256_dpwssd_avx_epi32
+#endif
 #endif
 
 namespace slip_quant {
@@ -33,8 +44,9 @@ constexpr int64_t MT = 4;   // rows of x handled together (accumulators kept in 
 // min term). int8 is llama.cpp's Q8 activation; int16 keeps ~4.5 more significant digits.
 template <typename Q>
 inline void quantize_rows(const float* x, int64_t M, int64_t K, Q* xq, float* xs,
-                          float* xsum = nullptr) {
-  constexpr float QMAX = sizeof(Q) == 1 ? 127.f : 32767.f;
+                          float* xsum = nullptr, float qmax = 0.f) {
+  // qmax: the largest level (default: the type's); 127 with int16 storage = int8 values
+  const float QMAX = qmax > 0.f ? qmax : (sizeof(Q) == 1 ? 127.f : 32767.f);
   const int64_t KB = K / QK;
   for (int64_t m = 0; m < M; ++m) {
     for (int64_t b = 0; b < KB; ++b) {
@@ -67,6 +79,15 @@ inline __m256i bcast4(const int16_t* p) {  // 4 int16 -> every 64-bit lane
   return _mm256_set1_epi64x(v);
 }
 
+// acc + per 32-bit lane: the sum of its 2 int16 x int16 products.
+inline __m256i dot_s16(__m256i acc, __m256i a, __m256i b) {
+#ifdef SLIP_VNNI
+  return SLIP_DPWSSD(acc, a, b);
+#else
+  return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b));
+#endif
+}
+
 inline float hsum(__m256 v) {
   __m128 lo = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
@@ -79,7 +100,12 @@ inline float hsum(__m256 v) {
 inline __m256 block_dot(__m256i aw, __m256i w, const int8_t* x, __m256i ones) {
   const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x));
   const __m256i sx = _mm256_sign_epi8(xv, w);
+#ifdef SLIP_VNNI
+  (void)ones;
+  return _mm256_cvtepi32_ps(SLIP_DPBUSD(_mm256_setzero_si256(), aw, sx));
+#else
   return _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(aw, sx), ones));
+#endif
 }
 #endif
 

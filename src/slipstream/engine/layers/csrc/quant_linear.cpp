@@ -31,8 +31,7 @@ inline __m256 block_dot16(const int8_t* w, const int16_t* x) {
       _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 16)));
   const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x));
   const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 16));
-  return _mm256_cvtepi32_ps(
-      _mm256_add_epi32(_mm256_madd_epi16(w0, x0), _mm256_madd_epi16(w1, x1)));
+  return _mm256_cvtepi32_ps(dot_s16(_mm256_madd_epi16(w0, x0), w1, x1));
 }
 #endif
 
