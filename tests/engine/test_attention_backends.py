@@ -12,13 +12,24 @@ from slipstream.engine.attention.torch_paged import TorchPagedAttention
 pytestmark = pytest.mark.skipif(not load_cpu_kernels(), reason="CPU kernel did not build")
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize(("heads", "kv_heads"), [(9, 3), (4, 4), (8, 1)])
-def test_kernel_matches_reference(dtype: torch.dtype, heads: int, kv_heads: int) -> None:
+@pytest.mark.parametrize(
+    ("dtype", "cache_dtype"),
+    [
+        (torch.float32, torch.float32),
+        (torch.bfloat16, torch.bfloat16),
+        (torch.float32, torch.float16),  # the CPU fast path's float16 cache
+    ],
+)
+@pytest.mark.parametrize(
+    ("heads", "kv_heads", "d"), [(9, 3, 64), (4, 4, 64), (8, 1, 128), (2, 1, 40)]
+)
+def test_kernel_matches_reference(
+    dtype: torch.dtype, cache_dtype: torch.dtype, heads: int, kv_heads: int, d: int
+) -> None:
     torch.manual_seed(0)
-    block_size, num_blocks, d = 16, 64, 64
-    k_cache = torch.randn(num_blocks, block_size, kv_heads, d, dtype=dtype)
-    v_cache = torch.randn(num_blocks, block_size, kv_heads, d, dtype=dtype)
+    block_size, num_blocks = 16, 64
+    k_cache = torch.randn(num_blocks, block_size, kv_heads, d, dtype=cache_dtype)
+    v_cache = torch.randn(num_blocks, block_size, kv_heads, d, dtype=cache_dtype)
     perm = torch.randperm(num_blocks).tolist()
     lens = [1, 17, 160, 33, 200]
     decode, used = [], 0
@@ -34,3 +45,11 @@ def test_kernel_matches_reference(dtype: torch.dtype, heads: int, kv_heads: int)
     )
     tol = 1e-5 if dtype == torch.float32 else 2e-2
     torch.testing.assert_close(got.float(), ref.float(), atol=tol, rtol=tol)
+
+
+def test_kernel_rejects_a_cache_dtype_it_cannot_read() -> None:
+    meta = build_metadata([([0], 3)], [], 16, torch.device("cpu"))
+    q = torch.randn(1, 2, 64, dtype=torch.bfloat16)
+    cache = torch.randn(1, 16, 1, 64, dtype=torch.float16)
+    with pytest.raises(RuntimeError, match="float16 under float32 q"):
+        TorchPagedAttention(2, 1, 64, use_cpu_kernel=True).decode(q, cache, cache, meta)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from slipstream.engine.config import EngineConfig
+from slipstream.engine.config import CacheConfig, EngineConfig
 from slipstream.engine.engine import LLMEngine
 from slipstream.engine.loader import load_model, load_tokenizer
 from slipstream.engine.runner.device import cpu_has_fast_bf16, resolve_dtype
@@ -46,6 +46,7 @@ def chat_prompt(question: str) -> list[int]:
 def exact() -> LLMEngine:
     eng = LLMEngine(EngineConfig(model="smollm2-135m", dtype="float32"))
     assert eng.runner.int8_small_batch_rows == 0 and not eng.runner.model.fused_cpu_ops
+    assert eng.runner.kv_dtype == torch.float32
     return eng
 
 
@@ -57,6 +58,7 @@ def test_auto_dtype_takes_the_fast_path_and_matches_exact(exact: LLMEngine) -> N
         pytest.skip("the C++ layer kernels did not build here")
     assert fast.model_info.dtype == "float32"
     assert fast.runner.model.fused_cpu_ops
+    assert fast.runner.kv_dtype == torch.float16  # llama.cpp's cache type; half the reads
     assert fast.runner.model.layers[0].gate_up.q4 is not None  # Q4_1 in the file: 4-bit kept
     for question in QUESTIONS:
         prompt = chat_prompt(question)
@@ -104,3 +106,10 @@ def test_auto_dtype_prefers_the_block_kernels_for_quantized_checkpoints() -> Non
 
 def test_the_embedded_gguf_reports_block_quantized_weights() -> None:
     assert load_model("smollm2-135m").block_quantized
+
+
+def test_kv_cache_dtype_can_be_named_and_is_checked() -> None:
+    cfg = EngineConfig(model="smollm2-135m", cache=CacheConfig(kv_cache_dtype="float32"))
+    assert LLMEngine(cfg).runner.kv_dtype == torch.float32
+    with pytest.raises(ValueError, match="unknown kv_cache_dtype 'fp7'"):
+        LLMEngine(EngineConfig(model="smollm2-135m", cache=CacheConfig(kv_cache_dtype="fp7")))

@@ -41,6 +41,20 @@ def test_bad_config_exits_with_one_line_naming_the_field(tmp_path: Path) -> None
     assert "Traceback" not in proc.stderr + proc.stdout
 
 
+def test_bad_engine_flags_exit_with_one_line_naming_the_choices() -> None:
+    for flag, value, expected in (
+        ("--kv-cache-dtype", "fp7", "--kv-cache-dtype must be one of auto, float32"),
+        ("--activation-bits", "12", "--activation-bits must be 8 or 16"),
+    ):
+        proc = subprocess.run(
+            [SLIPSTREAM, "engine", flag, value], capture_output=True, text=True, timeout=120
+        )
+        assert proc.returncode == 2, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"error: {expected}"), proc.stderr
+        assert "Traceback" not in proc.stderr + proc.stdout
+
+
 def test_sighup_reloads_the_config_file_and_requests_are_logged_as_json(tmp_path: Path) -> None:
     config = tmp_path / "slipstream.yaml"
     config.write_text("models:\n" + deployment_yaml("first"))

@@ -36,6 +36,14 @@ MaxBatchedOpt = Annotated[
 KVOpt = Annotated[
     float, typer.Option("--kv-cache-gib", help="Memory for the paged KV cache, in GiB.")
 ]
+KVDtypeOpt = Annotated[
+    str,
+    typer.Option(
+        help="KV cache element type: auto, float32, bfloat16 or float16. auto: the compute "
+        "dtype, but float16 on the CPU block-kernel path (as llama.cpp), which halves the "
+        "cache reads that bound decode attention."
+    ),
+]
 BlockOpt = Annotated[int, typer.Option(help="Tokens per KV-cache block.")]
 NoPrefixOpt = Annotated[
     bool,
@@ -47,9 +55,10 @@ NoPrefixOpt = Annotated[
 DtypeOpt = Annotated[
     str,
     typer.Option(
-        help="Compute dtype: auto, float32, bfloat16 or float16. On a CPU without bf16 dot "
-        "products auto keeps the file's 4-bit/int8 weight blocks (fast C++ kernels); float32 "
-        "by name is exact dense fp32."
+        help="Compute dtype: auto, float32, bfloat16 or float16. On CPU, auto keeps a quantized "
+        "GGUF's 4-bit/int8 weight blocks (fast C++ kernels, float32 activations) and runs "
+        "float checkpoints in bf16 where the CPU has bf16 dot products; float32 by name is "
+        "exact dense fp32. CUDA: bf16."
     ),
 ]
 MaxLenOpt = Annotated[
@@ -122,6 +131,7 @@ def _run(
     max_num_seqs: int,
     max_num_batched_tokens: int,
     kv_cache_gib: float,
+    kv_cache_dtype: str,
     block_size: int,
     no_prefix_caching: bool,
     dtype: str,
@@ -145,6 +155,11 @@ def _run(
 
     if activation_bits not in (8, 16):
         raise fail(f"--activation-bits must be 8 or 16, got {activation_bits}", 2)
+    kv_choices = ("auto", "float32", "bfloat16", "float16")
+    if kv_cache_dtype not in kv_choices:
+        raise fail(
+            f"--kv-cache-dtype must be one of {', '.join(kv_choices)}, got {kv_cache_dtype}", 2
+        )
     needs_engine = True
     if config is not None:
         try:
@@ -172,6 +187,7 @@ def _run(
         cache=CacheConfig(
             block_size=block_size,
             kv_cache_memory_gib=kv_cache_gib,
+            kv_cache_dtype=kv_cache_dtype,
             enable_prefix_caching=not no_prefix_caching,
         ),
         scheduler=SchedulerConfig(
@@ -204,6 +220,7 @@ def serve(
     max_num_seqs: MaxSeqsOpt = 64,
     max_num_batched_tokens: MaxBatchedOpt = 512,
     kv_cache_gib: KVOpt = 1.0,
+    kv_cache_dtype: KVDtypeOpt = "auto",
     block_size: BlockOpt = 16,
     no_prefix_caching: NoPrefixOpt = False,
     dtype: DtypeOpt = "auto",
@@ -233,6 +250,7 @@ def engine(
     max_num_seqs: MaxSeqsOpt = 64,
     max_num_batched_tokens: MaxBatchedOpt = 512,
     kv_cache_gib: KVOpt = 1.0,
+    kv_cache_dtype: KVDtypeOpt = "auto",
     block_size: BlockOpt = 16,
     no_prefix_caching: NoPrefixOpt = False,
     dtype: DtypeOpt = "auto",

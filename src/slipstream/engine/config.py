@@ -17,6 +17,10 @@ class CacheConfig:
     num_blocks: int | None = None
     kv_cache_memory_gib: float = 1.0
     enable_prefix_caching: bool = True
+    # auto: the compute dtype, except float16 on the CPU block-kernel path (dtype "auto" with
+    # a quantized GGUF), as llama.cpp stores its cache: decode attention there reads the
+    # whole cache from DRAM every step, so half the bytes is nearly half the time.
+    kv_cache_dtype: str = "auto"  # auto | float32 | bfloat16 | float16
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Attention over the paged KV cache.
 
 The KV cache of one layer is a [num_blocks, block_size, kv_heads, head_dim] tensor for K and one
-for V. Prefill chunks gather their blocks and run SDPA (GEMM-shaped work, which SDPA does well).
+for V, in the compute dtype or a narrower one (float16 under float32 compute on CPU). Prefill chunks gather their blocks and run SDPA (GEMM-shaped work, which SDPA does well).
 Decode tokens use the C++ paged kernel on CPU when it is available (it reads K/V in place),
 otherwise this file's plain torch reference: gather whole blocks, mask the tail, SDPA.
 """
@@ -34,8 +34,8 @@ class TorchPagedAttention:
         meta: AttentionMetadata,
     ) -> None:
         kh, d = k_cache.shape[2], k_cache.shape[3]
-        k_cache.view(-1, kh, d).index_copy_(0, meta.slot_mapping, k)
-        v_cache.view(-1, kh, d).index_copy_(0, meta.slot_mapping, v)
+        k_cache.view(-1, kh, d).index_copy_(0, meta.slot_mapping, k.to(k_cache.dtype))
+        v_cache.view(-1, kh, d).index_copy_(0, meta.slot_mapping, v.to(v_cache.dtype))
 
     def forward(
         self,
@@ -53,6 +53,7 @@ class TorchPagedAttention:
             ctx = chunk.context_len
             kp = k_cache.index_select(0, chunk.block_ids).flatten(0, 1)[:ctx]  # [L, Hkv, D]
             vp = v_cache.index_select(0, chunk.block_ids).flatten(0, 1)[:ctx]
+            kp, vp = kp.to(q.dtype), vp.to(q.dtype)  # a float16 cache under float32 compute
             qp = q[s:e].transpose(0, 1).unsqueeze(0)  # [1, H, n, D]
             kp = kp.transpose(0, 1).unsqueeze(0)
             vp = vp.transpose(0, 1).unsqueeze(0)
@@ -94,6 +95,7 @@ class TorchPagedAttention:
         vd = v_cache.index_select(0, tables.view(-1)).view(
             nb, bsz, self.num_kv_heads, self.head_dim
         )
+        kd, vd = kd.to(q.dtype), vd.to(q.dtype)
         visible = torch.arange(bsz, device=q.device).unsqueeze(0) < meta.decode_seq_lens.unsqueeze(
             1
         )

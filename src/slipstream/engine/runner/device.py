@@ -42,3 +42,14 @@ def resolve_dtype(name: str, device: torch.device, block_weights: bool = False) 
     if name not in DTYPES:
         raise ValueError(f"unknown dtype {name!r}; use auto, {', '.join(DTYPES)}")
     return DTYPES[name]
+
+
+def resolve_kv_dtype(name: str, dtype: torch.dtype, fast_cpu_path: bool) -> torch.dtype:
+    """The KV cache's element type: "auto" follows the compute dtype, except float16 on the
+    CPU block-kernel path (llama.cpp's default cache type too): decode attention is bound by
+    reading the cache, and fp16 keeps 11 significant bits of each key and value."""
+    if name == "auto":
+        return torch.float16 if fast_cpu_path else dtype
+    if name not in DTYPES:
+        raise ValueError(f"unknown kv_cache_dtype {name!r}; use auto, {', '.join(DTYPES)}")
+    return DTYPES[name]

@@ -16,7 +16,7 @@ from slipstream.engine.config import EngineConfig
 from slipstream.engine.layers.linear import int8_kernel_available, q8_kernel_available
 from slipstream.engine.loader import LoadedModel
 from slipstream.engine.models.llama import LlamaModel
-from slipstream.engine.runner.device import resolve_device, resolve_dtype
+from slipstream.engine.runner.device import resolve_device, resolve_dtype, resolve_kv_dtype
 from slipstream.engine.runner.sampler import Sampler, SampleRow
 from slipstream.engine.runner.threads import ThreadTuner
 from slipstream.engine.types import SampledToken, ScheduledSeq, StepPlan
@@ -99,7 +99,12 @@ class ModelRunner:
             fused_cpu_ops=rows > 0 and self.dtype == torch.float32,
             act_bits=config.activation_bits,
         )
-        per_token = self.model.kv_bytes_per_token(self.dtype)
+        self.kv_dtype = resolve_kv_dtype(
+            config.cache.kv_cache_dtype,
+            self.dtype,
+            fast_cpu_path=rows > 0 and self.dtype == torch.float32,
+        )
+        per_token = self.model.kv_bytes_per_token(self.kv_dtype)
         if config.cache.num_blocks is not None:
             self.num_blocks = config.cache.num_blocks
         else:
@@ -109,8 +114,8 @@ class ModelRunner:
         shape = (self.num_blocks, self.block_size, spec.num_kv_heads, spec.head_dim)
         self.kv_caches = [
             (
-                torch.zeros(shape, device=self.device, dtype=self.dtype),
-                torch.zeros(shape, device=self.device, dtype=self.dtype),
+                torch.zeros(shape, device=self.device, dtype=self.kv_dtype),
+                torch.zeros(shape, device=self.device, dtype=self.kv_dtype),
             )
             for _ in range(spec.num_layers)
         ]

@@ -58,12 +58,23 @@ inline void load_row<at::BFloat16>(const at::BFloat16* src, float* dst, int64_t 
 #pragma omp simd
   for (int64_t d = 0; d < D; ++d) o[d] = static_cast<uint32_t>(s[d]) << 16;
 }
+template <>
+inline void load_row<at::Half>(const at::Half* src, float* dst, int64_t D) {
+  int64_t d = 0;
+#ifdef SLIP_SIMD_AVX2
+  for (; d + 8 <= D; d += 8)
+    _mm256_storeu_ps(dst + d, _mm256_cvtph_ps(_mm_loadu_si128(
+                                  reinterpret_cast<const __m128i*>(src + d))));
+#endif
+  for (; d < D; ++d) dst[d] = static_cast<float>(src[d]);
+}
 template <typename T>
 inline float to_f(T v) { return static_cast<float>(v); }
 
 // DC > 0 fixes the head dim at compile time (64 and 128 cover most models) so the row loops
-// unroll and vectorise fully; DC == 0 is the generic fallback.
-template <typename scalar_t, int64_t DC>
+// unroll and vectorise fully; DC == 0 is the generic fallback. cache_t is the KV cache's type:
+// scalar_t (q and the output's), or float16 under float32 compute.
+template <typename scalar_t, typename cache_t, int64_t DC>
 void decode_kernel(const at::Tensor& q, const at::Tensor& k_cache, const at::Tensor& v_cache,
                    const at::Tensor& block_tables, const at::Tensor& seq_lens, double scale,
                    at::Tensor& out) {
@@ -73,8 +84,8 @@ void decode_kernel(const at::Tensor& q, const at::Tensor& k_cache, const at::Ten
   const int64_t G = H / KVH;
   const int64_t max_blocks = block_tables.size(1);
   const scalar_t* qp = q.data_ptr<scalar_t>();
-  const scalar_t* kp = k_cache.data_ptr<scalar_t>();
-  const scalar_t* vp = v_cache.data_ptr<scalar_t>();
+  const cache_t* kp = k_cache.data_ptr<cache_t>();
+  const cache_t* vp = v_cache.data_ptr<cache_t>();
   const int64_t* tp = block_tables.data_ptr<int64_t>();
   const int64_t* lp = seq_lens.data_ptr<int64_t>();
   scalar_t* op = out.data_ptr<scalar_t>();
@@ -96,7 +107,7 @@ void decode_kernel(const at::Tensor& q, const at::Tensor& k_cache, const at::Ten
       for (int64_t bi = 0; bi < nblocks; ++bi) {
         const int64_t blk = tp[b * max_blocks + bi];
         const int64_t n = std::min(BS, L - bi * BS);
-        const scalar_t* kblock = kp + blk * BS * row + h * D;
+        const cache_t* kblock = kp + blk * BS * row + h * D;
         for (int64_t off = 0; off < n; ++off) {
           load_row(kblock + off * row, kv.data(), D);
           const int64_t pos = bi * BS + off;
@@ -117,7 +128,7 @@ void decode_kernel(const at::Tensor& q, const at::Tensor& k_cache, const at::Ten
       for (int64_t bi = 0; bi < nblocks; ++bi) {
         const int64_t blk = tp[b * max_blocks + bi];
         const int64_t n = std::min(BS, L - bi * BS);
-        const scalar_t* vblock = vp + blk * BS * row + h * D;
+        const cache_t* vblock = vp + blk * BS * row + h * D;
         for (int64_t off = 0; off < n; ++off) {
           load_row(vblock + off * row, kv.data(), D);
           const int64_t pos = bi * BS + off;
@@ -138,15 +149,15 @@ void decode_kernel(const at::Tensor& q, const at::Tensor& k_cache, const at::Ten
   });
 }
 
-template <typename scalar_t>
+template <typename scalar_t, typename cache_t = scalar_t>
 void dispatch_dim(int64_t d, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                   const at::Tensor& bt, const at::Tensor& sl, double scale, at::Tensor& out) {
   if (d == 64) {
-    decode_kernel<scalar_t, 64>(q, k, v, bt, sl, scale, out);
+    decode_kernel<scalar_t, cache_t, 64>(q, k, v, bt, sl, scale, out);
   } else if (d == 128) {
-    decode_kernel<scalar_t, 128>(q, k, v, bt, sl, scale, out);
+    decode_kernel<scalar_t, cache_t, 128>(q, k, v, bt, sl, scale, out);
   } else {
-    decode_kernel<scalar_t, 0>(q, k, v, bt, sl, scale, out);
+    decode_kernel<scalar_t, cache_t, 0>(q, k, v, bt, sl, scale, out);
   }
 }
 
@@ -162,7 +173,13 @@ at::Tensor paged_decode(const at::Tensor& q, const at::Tensor& k_cache, const at
   auto bt = block_tables.contiguous();
   auto sl = seq_lens.contiguous();
   const int64_t d = q.size(2);
-  if (q.scalar_type() == at::kFloat) {
+  TORCH_CHECK(k_cache.scalar_type() == v_cache.scalar_type(), "k and v caches differ in dtype");
+  const bool same = k_cache.scalar_type() == q.scalar_type();
+  TORCH_CHECK(same || (q.scalar_type() == at::kFloat && k_cache.scalar_type() == at::kHalf),
+              "the cache must have q's dtype, or be float16 under float32 q");
+  if (q.scalar_type() == at::kFloat && !same) {
+    dispatch_dim<float, at::Half>(d, q, k_cache, v_cache, bt, sl, scale, out);
+  } else if (q.scalar_type() == at::kFloat) {
     dispatch_dim<float>(d, q, k_cache, v_cache, bt, sl, scale, out);
   } else if (q.scalar_type() == at::kBFloat16) {
     dispatch_dim<at::BFloat16>(d, q, k_cache, v_cache, bt, sl, scale, out);
