@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include <cstdint>
@@ -71,6 +72,96 @@ inline void load_row<at::Half>(const at::Half* src, float* dst, int64_t D) {
 template <typename T>
 inline float to_f(T v) { return static_cast<float>(v); }
 
+#ifdef SLIP_SIMD_AVX2
+inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+inline __m256 load8(const at::Half* p) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+inline __m256 load8(const at::BFloat16* p) {
+  const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(raw), 16));
+}
+
+// [sum(a), sum(b), sum(c), sum(d)] of four 8-lane vectors.
+inline __m128 reduce4(__m256 a, __m256 b, __m256 c, __m256 d) {
+  const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
+  return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+}
+
+// One (sequence, kv head) item with float32 q/out, for GC query heads per kv head (GQA group)
+// and head dim D (a multiple of 32). Scores for four positions at a time keep 4*GC dot
+// products in registers (one reduction per four positions instead of one per dot product);
+// the weighted sum of values runs 32 dims at a time with its accumulators in registers.
+// off[pos] is the element offset of position pos's row in the cache.
+template <typename cache_t, int64_t D, int64_t GC>
+void decode_item_fast(const float* qf, const cache_t* kp, const cache_t* vp, const int64_t* off,
+                      int64_t L, float* scores, float* out) {
+  float mx[GC];
+  for (int64_t g = 0; g < GC; ++g) mx[g] = -INFINITY;
+  int64_t pos = 0;
+  for (; pos + 4 <= L; pos += 4) {
+    __m256 s[GC][4];
+    for (int64_t g = 0; g < GC; ++g)
+      for (int64_t j = 0; j < 4; ++j) s[g][j] = _mm256_setzero_ps();
+    for (int64_t dd = 0; dd < D; dd += 8) {
+      __m256 k[4];
+      for (int64_t j = 0; j < 4; ++j) k[j] = load8(kp + off[pos + j] + dd);
+      for (int64_t g = 0; g < GC; ++g) {
+        const __m256 qv = _mm256_loadu_ps(qf + g * D + dd);
+        for (int64_t j = 0; j < 4; ++j) s[g][j] = _mm256_fmadd_ps(qv, k[j], s[g][j]);
+      }
+    }
+    for (int64_t g = 0; g < GC; ++g) {
+      float* dst = scores + g * L + pos;
+      _mm_storeu_ps(dst, reduce4(s[g][0], s[g][1], s[g][2], s[g][3]));
+      mx[g] = std::max({mx[g], dst[0], dst[1], dst[2], dst[3]});
+    }
+  }
+  for (; pos < L; ++pos) {
+    for (int64_t g = 0; g < GC; ++g) {
+      __m256 acc = _mm256_setzero_ps();
+      for (int64_t dd = 0; dd < D; dd += 8)
+        acc = _mm256_fmadd_ps(_mm256_loadu_ps(qf + g * D + dd), load8(kp + off[pos] + dd), acc);
+      const __m256 z = _mm256_setzero_ps();
+      const float v = _mm_cvtss_f32(reduce4(acc, z, z, z));
+      scores[g * L + pos] = v;
+      mx[g] = std::max(mx[g], v);
+    }
+  }
+  float inv[GC];
+  for (int64_t g = 0; g < GC; ++g) inv[g] = 1.f / exp_shift_sum(scores + g * L, L, mx[g]);
+  for (int64_t dc = 0; dc < D; dc += 32) {
+    __m256 a[GC][4];
+    for (int64_t g = 0; g < GC; ++g)
+      for (int64_t j = 0; j < 4; ++j) a[g][j] = _mm256_setzero_ps();
+    for (int64_t p = 0; p < L; ++p) {
+      __m256 v[4];
+      for (int64_t j = 0; j < 4; ++j) v[j] = load8(vp + off[p] + dc + 8 * j);
+      for (int64_t g = 0; g < GC; ++g) {
+        const __m256 w = _mm256_set1_ps(scores[g * L + p]);
+        for (int64_t j = 0; j < 4; ++j) a[g][j] = _mm256_fmadd_ps(w, v[j], a[g][j]);
+      }
+    }
+    for (int64_t g = 0; g < GC; ++g)
+      for (int64_t j = 0; j < 4; ++j)
+        _mm256_storeu_ps(out + g * D + dc + 8 * j, _mm256_mul_ps(a[g][j], _mm256_set1_ps(inv[g])));
+  }
+}
+
+// decode_item_fast for this group size, or false when there is no such instance.
+template <typename cache_t, int64_t D>
+bool decode_item_dispatch(int64_t G, const float* qf, const cache_t* kp, const cache_t* vp,
+                          const int64_t* off, int64_t L, float* scores, float* out) {
+  switch (G) {
+    case 1: decode_item_fast<cache_t, D, 1>(qf, kp, vp, off, L, scores, out); return true;
+    case 2: decode_item_fast<cache_t, D, 2>(qf, kp, vp, off, L, scores, out); return true;
+    case 3: decode_item_fast<cache_t, D, 3>(qf, kp, vp, off, L, scores, out); return true;
+    case 4: decode_item_fast<cache_t, D, 4>(qf, kp, vp, off, L, scores, out); return true;
+    default: return false;
+  }
+}
+#endif
+
 // DC > 0 fixes the head dim at compile time (64 and 128 cover most models) so the row loops
 // unroll and vectorise fully; DC == 0 is the generic fallback. cache_t is the KV cache's type:
 // scalar_t (q and the output's), or float16 under float32 compute.
@@ -94,6 +185,7 @@ void decode_kernel(const at::Tensor& q, const at::Tensor& k_cache, const at::Ten
 
   at::parallel_for(0, B * KVH, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> qf(G * D), acc(G * D), scores, kv(D);
+    std::vector<int64_t> offs;
     for (int64_t item = begin; item < end; ++item) {
       const int64_t b = item / KVH, h = item % KVH;
       const int64_t L = lp[b];
@@ -101,8 +193,18 @@ void decode_kernel(const at::Tensor& q, const at::Tensor& k_cache, const at::Ten
       for (int64_t g = 0; g < G; ++g)
         for (int64_t d = 0; d < D; ++d)
           qf[g * D + d] = to_f(qp[(b * H + h * G + g) * D + d]) * fscale;
-      std::vector<float> mx(G, -INFINITY);
       const int64_t nblocks = (L + BS - 1) / BS;
+#ifdef SLIP_SIMD_AVX2
+      if constexpr (std::is_same_v<scalar_t, float> && DC > 0 && DC % 32 == 0) {
+        offs.resize(L);
+        for (int64_t pos = 0; pos < L; ++pos)
+          offs[pos] = tp[b * max_blocks + pos / BS] * BS * row + (pos % BS) * row + h * D;
+        if (decode_item_dispatch<cache_t, DC>(G, qf.data(), kp, vp, offs.data(), L,
+                                              scores.data(), op + (b * H + h * G) * D))
+          continue;
+      }
+#endif
+      std::vector<float> mx(G, -INFINITY);
       // Pass 1: scores. Walk block by block so the block id is read once per block.
       for (int64_t bi = 0; bi < nblocks; ++bi) {
         const int64_t blk = tp[b * max_blocks + bi];
