@@ -154,6 +154,78 @@ void group_tile16(const uint8_t* rec, int64_t KB, const int16_t* xq, const float
 #endif
 }
 
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
+#define SLIP_Q4_ZMM 1
+// int16 activations on AVX-512: two neighbouring groups (16 rows) per 512-bit vector, so each
+// broadcast activation pair and each instruction covers twice the multiply-adds of the 256-bit
+// tile. Lane j of a pair-sum vector is row j/2 of its group, weight pair j%2; one two-source
+// permute per block puts the 16 row sums in order.
+template <int64_t R>
+void pair_tile16(const uint8_t* rec, int64_t KB, const int16_t* xq, const float* xs,
+                 const float* xsum, int64_t K, int64_t m0, float* y, int64_t N, int64_t n0,
+                 const float* bias) {
+  const uint8_t* rec2 = rec + KB * REC;
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+  __m512 acc[R];
+  for (int64_t r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < KB; ++b) {
+    const uint8_t* ra = rec + b * REC;
+    const uint8_t* rb = rec2 + b * REC;
+    __m512i pa[R], pb[R];
+    for (int64_t r = 0; r < R; ++r) pa[r] = pb[r] = _mm512_setzero_si512();
+    for (int64_t s = 0; s < 4; ++s) {
+      const __m512i v = _mm512_inserti64x4(
+          _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(ra + 32 * s))),
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rb + 32 * s)), 1);
+      const __m512i lo = _mm512_and_si512(v, low4);
+      const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
+      const __m512i lo_a = _mm512_cvtepu8_epi16(_mm512_castsi512_si256(lo));
+      const __m512i lo_b = _mm512_cvtepu8_epi16(_mm512_extracti64x4_epi64(lo, 1));
+      const __m512i hi_a = _mm512_cvtepu8_epi16(_mm512_castsi512_si256(hi));
+      const __m512i hi_b = _mm512_cvtepu8_epi16(_mm512_extracti64x4_epi64(hi, 1));
+      for (int64_t r = 0; r < R; ++r) {
+        const int16_t* xb = xq + (m0 + r) * K + b * QK;
+        int64_t l, h;
+        std::memcpy(&l, xb + 4 * s, 8);
+        std::memcpy(&h, xb + 16 + 4 * s, 8);
+        const __m512i xl = _mm512_set1_epi64(l), xh = _mm512_set1_epi64(h);
+        pa[r] = _mm512_dpwssd_epi32(pa[r], lo_a, xl);
+        pb[r] = _mm512_dpwssd_epi32(pb[r], lo_b, xl);
+        pa[r] = _mm512_dpwssd_epi32(pa[r], hi_a, xh);
+        pb[r] = _mm512_dpwssd_epi32(pb[r], hi_b, xh);
+      }
+    }
+    auto halves = [&](int64_t off) {
+      return _mm512_cvtph_ps(_mm256_set_m128i(
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(rb + off)),
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(ra + off))));
+    };
+    const __m512 d = halves(128), mn = halves(144);
+    for (int64_t r = 0; r < R; ++r) {
+      const int64_t mb = (m0 + r) * KB + b;
+      const __m512i sums = _mm512_add_epi32(_mm512_permutex2var_epi32(pa[r], even, pb[r]),
+                                            _mm512_permutex2var_epi32(pa[r], odd, pb[r]));
+      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), _mm512_mul_ps(d, _mm512_set1_ps(xs[mb])),
+                               acc[r]);
+      acc[r] = _mm512_fmadd_ps(mn, _mm512_set1_ps(xsum[mb]), acc[r]);
+    }
+  }
+  const __m512 bv = bias ? _mm512_loadu_ps(bias + n0) : _mm512_setzero_ps();
+  for (int64_t r = 0; r < R; ++r) _mm512_storeu_ps(y + (m0 + r) * N + n0, _mm512_add_ps(acc[r], bv));
+}
+
+struct Q4PairTile {
+  template <int64_t R>
+  static void tile(const uint8_t* rec, int64_t KB, const int16_t* xq, const float* xs,
+                   const float* xsum, int64_t K, int64_t m0, float* y, int64_t N, int64_t n0,
+                   const float* bias) {
+    pair_tile16<R>(rec, KB, xq, xs, xsum, K, m0, y, N, n0, bias);
+  }
+};
+#endif
+
 // The tile for activation type Q, as tile_rows wants it.
 template <typename Q>
 struct Q4Tile {
@@ -176,9 +248,20 @@ void run_groups(const uint8_t* wp, int64_t G, int64_t KB, int64_t K, int64_t M,
   std::vector<Q> xq(M * K);
   std::vector<float> xs(M * KB), xsum(M * KB);
   quantize_rows(x, M, K, xq.data(), xs.data(), xsum.data());
-  for_each_tile(G, M, K * sizeof(Q), KB * REC, [&](int64_t g, int64_t m0, int64_t rows) {
-    tile_rows<Q4Tile<Q>, IMT>(rows, wp + g * KB * REC, KB, xq.data(), xs.data(), xsum.data(),
-                              K, m0, yp, N, 8 * g, bp);
+  int64_t g_first = 0;  // groups before this one were done two at a time
+#ifdef SLIP_Q4_ZMM
+  if constexpr (sizeof(Q) == 2) {
+    for_each_tile(G / 2, M, K * 2, 2 * KB * REC, [&](int64_t p, int64_t m0, int64_t rows) {
+      tile_rows<Q4PairTile, IMT>(rows, wp + 2 * p * KB * REC, KB, xq.data(), xs.data(),
+                                 xsum.data(), K, m0, yp, N, 16 * p, bp);
+    });
+    g_first = G / 2 * 2;
+  }
+#endif
+  const uint8_t* wrest = wp + g_first * KB * REC;
+  for_each_tile(G - g_first, M, K * sizeof(Q), KB * REC, [&](int64_t g, int64_t m0, int64_t rows) {
+    tile_rows<Q4Tile<Q>, IMT>(rows, wrest + g * KB * REC, KB, xq.data(), xs.data(), xsum.data(),
+                              K, m0, yp, N, 8 * (g_first + g), bp);
   });
 }
 
