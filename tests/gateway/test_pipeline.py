@@ -257,3 +257,15 @@ def test_a_cancelled_request_is_still_metered_and_releases_its_deployment():
         )
         == 1
     )
+
+
+def test_generated_request_ids_are_uuid4_hex() -> None:
+    import uuid
+
+    from slipstream.gateway.stages.request_id import new_request_id
+
+    ids = {new_request_id() for _ in range(2000)}
+    assert len(ids) == 2000
+    for i in list(ids)[:200]:
+        u = uuid.UUID(hex=i)
+        assert u.hex == i and u.version == 4 and u.variant == uuid.RFC_4122

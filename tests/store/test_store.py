@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -198,3 +199,27 @@ def test_a_batch_with_many_rollup_groups_is_written_whole(store: Store) -> None:
     store.spend.insert(rows[:10])
     totals = store.spend.window_totals("key", dt.date(2026, 4, 1))
     assert len(totals) == 7000 and totals["k5"] == 10 and totals["k6999"] == 6999
+
+
+def test_sqlite_batches_larger_than_one_statement_are_written_whole(tmp_path: Path) -> None:
+    """SQLite rows go in as multi-row INSERTs of as many rows as its parameter limit allows:
+    with a small limit a batch spans many statements, and every row, tag and total lands."""
+    import sqlite3
+
+    from slipstream.store.rollup import write_batch
+
+    store = Store.open(f"sqlite:///{tmp_path / 'chunks.db'}")
+    day = dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC)
+    rows = [_row(i, f"k{i % 3}", 7, day + dt.timedelta(days=i % 2), ("x", "y")) for i in range(23)]
+    with store.engine.begin() as c:
+        c.connection.driver_connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 45)
+        write_batch(c, rows)  # 2 spend rows, 11 tag rows, 4 rollup rows per statement
+    assert sorted(store.spend.request_ids()) == sorted(f"r{i}" for i in range(23))
+    assert {r["group"]: r["requests"] for r in store.spend.report("key")} == {
+        "k0": 8, "k1": 8, "k2": 7,
+    }  # fmt: skip
+    assert {r["group"]: r["cost_micro"] for r in store.spend.report("tag")} == {
+        "x": 161, "y": 161,
+    }  # fmt: skip
+    assert sum(r["cost_micro"] for r in store.spend.report("day")) == 161
+    store.close()

@@ -132,3 +132,54 @@ def test_redis_admits_and_settles_in_one_script_call_each(sqlite_store: Store) -
         r.close()
     report = sqlite_store.spend.report("key")
     assert report[0]["requests"] == 5
+
+
+def test_redis_books_keep_their_ttls_and_stale_slots_are_swept_at_the_cap(redis_ns: str) -> None:
+    """Both token buckets of a scope live in one key that expires after two idle windows; a
+    budget book gets its TTL when it is created; concurrency slots left by a replica that died
+    (older than PARALLEL_TTL_S) stop counting when the scope reaches its cap."""
+    from slipstream.tenancy.redis_admission import BUDGET_PREFIX, PARALLEL_TTL_S, RATE_PREFIX
+
+    name = f"key:{redis_ns}"
+    rate = [Scope(name, rpm=10, tpm=1000, max_parallel=1)]
+    plan = BudgetPlan([BudgetScope(name, 10**6, "daily")], 5)
+    r = sync_redis.Redis.from_url(REDIS_URL)
+    slots = f"{RATE_PREFIX}{name}:p"
+    now_s = float(r.time()[0])
+    r.zadd(slots, {"dead-replica": now_s - PARALLEL_TTL_S - 10})
+
+    async def scenario() -> None:
+        client = redis_client()
+        adm = RedisAdmission(client)
+        a = await adm.admit(rate, 100, "r1", plan)  # the dead slot is swept: admitted
+        assert a.limits.allowed, a.limits.reason
+        assert a.limits.headers["x-ratelimit-remaining-requests"] == "9"
+        assert a.limits.headers["x-ratelimit-remaining-tokens"] == "900"
+        assert isinstance(a.budget, Reservation)
+        b = await adm.admit(rate, 100, "r2", plan)  # the live slot counts
+        assert not b.limits.allowed and "concurrent" in b.limits.reason
+        await adm.settle(rate, 100, 40, "r1", a.budget, 3)  # 60 tokens given back
+        c = await adm.admit(rate, 100, "r3", None)
+        assert c.limits.allowed
+        assert c.limits.headers["x-ratelimit-remaining-requests"] == "8"
+        assert 860 <= int(c.limits.headers["x-ratelimit-remaining-tokens"]) <= 870  # + refill
+        await adm.aclose()
+        await client.aclose()
+
+    asyncio.run(scenario())
+    try:
+        assert r.zrange(slots, 0, -1) == [b"r3"]
+        assert 0 < r.ttl(f"{RATE_PREFIX}{name}:b") <= 120
+        book = BUDGET_PREFIX + a_book(r, name)
+        assert r.hget(book, "spent") == b"3" and r.hget(book, "reserved") == b"0"
+        assert r.ttl(book) > 30 * 86400
+    finally:
+        r.close()
+
+
+def a_book(r: sync_redis.Redis, scope: str) -> str:
+    """The one budget book of `scope` (its name ends in the window's start)."""
+    from slipstream.tenancy.redis_admission import BUDGET_PREFIX
+
+    (key,) = list(r.scan_iter(f"{BUDGET_PREFIX}{scope}:*"))
+    return key.decode()[len(BUDGET_PREFIX) :]

@@ -213,3 +213,26 @@ def test_a_model_limit_applies_to_all_keys_together(sqlite_store: Store) -> None
         return out
 
     assert asyncio.run(scenario()) == [200, 200, 200, 429, 429]
+
+
+def test_new_limits_apply_once_a_refresh_replaces_the_key(sqlite_store: Store) -> None:
+    """The limits stage keeps each key's scopes between requests; a refreshed record with
+    other limits must not be served the old ones."""
+    key, rec = sqlite_store.tenants.create_key(limits=Limits(rpm=1))
+
+    async def scenario() -> None:
+        tenancy = Tenancy(sqlite_store, master_key=MASTER)
+        await tenancy.start()
+        gw = tenant_gateway(tenancy, Fleet())
+        await gw.handle("chat/completions", chat(), None, bearer(key))
+        with pytest.raises(GatewayError) as e:
+            await gw.handle("chat/completions", chat(), None, bearer(key))
+        assert e.value.status == 429
+        sqlite_store.tenants._update(rec.id, rpm=None, max_parallel=1)
+        await tenancy.refresh()
+        for _ in range(3):  # no rpm any more; one request at a time is within max_parallel
+            r = await gw.handle("chat/completions", chat(), None, bearer(key))
+            assert r.response.status == 200
+        await tenancy.aclose()
+
+    asyncio.run(scenario())

@@ -122,3 +122,41 @@ def test_tls_and_other_connections_are_left_to_redis_py() -> None:
     assert RedisWire.for_client(aioredis.from_url("rediss://127.0.0.1:6380/0")) is None
     assert RedisWire.for_client(aioredis.from_url(REDIS_URL, client_name="x")) is None
     assert RedisWire.for_client(aioredis.from_url("unix:///tmp/redis.sock?db=1")) is not None
+
+
+def test_the_oldest_live_call_times_out_and_the_ones_behind_it_fail_at_once() -> None:
+    """One watchdog serves every deadline: a cancelled call at the head does not hide the
+    timeout of the next one, and calls queued behind a timed-out one are failed with it."""
+
+    async def scenario() -> None:
+        peers: list[asyncio.StreamWriter] = []
+
+        async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            peers.append(writer)
+
+        server = await asyncio.start_server(silent, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        client = aioredis.from_url(f"redis://127.0.0.1:{port}/0", socket_timeout=0.3)
+        wire = RedisWire.for_client(client)
+        assert wire is not None
+        head = asyncio.ensure_future(wire.call(b"*1\r\n$4\r\nPING\r\n"))
+        await asyncio.sleep(0.1)
+        head.cancel()
+        t0 = time.monotonic()
+        second = asyncio.ensure_future(wire.call(b"*1\r\n$4\r\nPING\r\n"))
+        await asyncio.sleep(0.05)
+        third = asyncio.ensure_future(wire.call(b"*1\r\n$4\r\nPING\r\n", lazy=True))
+        with pytest.raises(TimeoutError):
+            await second
+        assert 0.25 < time.monotonic() - t0 < 1.0
+        with pytest.raises(ConnectionError):
+            await third
+        assert time.monotonic() - t0 < 1.0
+        await wire.aclose()
+        await client.aclose()
+        for w in peers:
+            w.close()
+        server.close()
+        await server.wait_closed()
+
+    asyncio.run(scenario())

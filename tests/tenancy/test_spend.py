@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import random
 from collections.abc import AsyncIterator
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 from tests.gateway.fakes import Fleet, Step, chat
@@ -68,6 +69,31 @@ def test_cost_is_exact_and_cached_tokens_get_their_price() -> None:
     assert Price(Decimal("2.5"), Decimal("10")).cost_micro(USAGE) == 1000 * 2.5 + 200 * 10
     assert Price(Decimal("0.15"), Decimal("0.6")).cost_micro(Usage(7, 3)) == 3  # 2.85 → 3
     assert p.worst_case_micro(100, 50) == 100 * 2.5 + 50 * 10
+
+
+def test_integer_costs_equal_the_decimal_sum_rounded_half_up() -> None:
+    """Costs are computed in integers (exact ratios of the prices); they must equal the
+    Decimal definition to the micro-dollar, halves included."""
+    rng = random.Random(7)
+
+    def by_decimal(p: Price, u: Usage) -> int:
+        cached = min(max(u.cached_tokens, 0), max(u.prompt_tokens, 0))
+        cin = p.cached_input if p.cached_input is not None else p.input
+        total = (
+            (max(u.prompt_tokens, 0) - cached) * p.input
+            + cached * cin
+            + max(u.completion_tokens, 0) * p.output
+        )
+        return int(total.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+    for i in range(5000):
+        d = [Decimal(str(round(rng.uniform(0, 80), rng.randint(0, 7)))) for _ in range(3)]
+        p = Price(d[0], d[1], d[2] if i % 3 else None)
+        u = Usage(rng.randint(-2, 10**6), rng.randint(-2, 10**5), rng.randint(-2, 10**5))
+        assert p.cost_micro(u) == by_decimal(p, u), (p, u)
+    assert Price(Decimal("0.5"), Decimal("0")).cost_micro(Usage(1, 0)) == 1  # half: up
+    assert Price(Decimal("0.5"), Decimal("0")).cost_micro(Usage(3, 0)) == 2  # 1.5 → 2
+    assert Price(Decimal("0.49999"), Decimal("0")).cost_micro(Usage(1, 0)) == 0
 
 
 def test_price_table_prefers_config_then_dated_defaults() -> None:

@@ -4,8 +4,11 @@ and the event loop serving requests needs it too).
 
 PostgreSQL: the rows and tags go in by COPY (psycopg formats each row in C), the rollup by
 one `INSERT … SELECT FROM unnest(arrays) ON CONFLICT DO UPDATE` whatever the batch holds.
-SQLite: one `executemany` of plain tuples (sqlite3 loops in C), and one multi-row upsert for
-the rollup. Values are stored exactly as SQLAlchemy's column types store them, so the
+SQLite: multi-row INSERTs of plain tuples (as many rows per statement as SQLite takes
+parameters), and one multi-row upsert for the rollup. Not `executemany`: sqlite3 releases
+and retakes the GIL around every row it steps, and each retake contends with the event loop
+serving requests (futex wake-ups and forced switches on both threads, per row); one statement
+per chunk steps once. Values are stored exactly as SQLAlchemy's column types store them, so the
 ORM-free write reads back through the same `Table` objects (times are written in UTC).
 """
 
@@ -41,8 +44,6 @@ PG_UPSERT_DAILY = (
     "%s::date[], %s::text[], %s::text[], %s::text[], %s::text[], "
     "%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[]) " + _ON_CONFLICT
 )
-SQLITE_INSERT_SPEND = f"INSERT INTO spend ({_COLS}) VALUES ({', '.join('?' * len(SPEND_COLUMNS))})"
-SQLITE_INSERT_TAGS = f"INSERT INTO spend_tags ({', '.join(TAG_COLUMNS)}) VALUES (?, ?, ?, ?)"
 _UTC = dt.UTC
 
 Groups = dict[tuple[Any, ...], list[int]]
@@ -116,23 +117,33 @@ def _write_sqlite(conn: Connection, rows: Sequence[SpendRow]) -> None:
     # text, JSON as text and booleans as 0/1: the same here.
     times = [r.ts.astimezone(_UTC) for r in rows]
     days = [t.date().isoformat() for t in times]
-    conn.exec_driver_sql(
-        SQLITE_INSERT_SPEND,
-        [_sqlite_row(r, t, day) for r, t, day in zip(rows, times, days, strict=True)],
-    )
+    db: sqlite3.Connection = conn.connection.driver_connection  # type: ignore[assignment]
+    limit = db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    spend = [_sqlite_row(r, t, day) for r, t, day in zip(rows, times, days, strict=True)]
+    _insert_many(conn, f"INSERT INTO spend ({_COLS}) VALUES", spend, limit)
     tag_rows = [
         (day, tag, r.key_id, r.cost_micro)
         for r, day in zip(rows, days, strict=True)
         for tag in r.tags
     ]
-    if tag_rows:
-        conn.exec_driver_sql(SQLITE_INSERT_TAGS, tag_rows)
+    _insert_many(conn, f"INSERT INTO spend_tags ({', '.join(TAG_COLUMNS)}) VALUES", tag_rows, limit)
     groups = [(*dims, *sums) for dims, sums in aggregate(rows, days).items()]
-    db: sqlite3.Connection = conn.connection.driver_connection  # type: ignore[assignment]
-    per = max(1, db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(DIMS + SUMS))
-    one = f"({', '.join('?' * len(DIMS + SUMS))})"
-    for at in range(0, len(groups), per):  # one statement unless a batch has very many groups
-        chunk = groups[at : at + per]
-        values = ", ".join([one] * len(chunk))
-        sql = f"INSERT INTO spend_daily ({_DAILY_COLS}) VALUES {values} {_ON_CONFLICT}"
-        conn.exec_driver_sql(sql, tuple(v for g in chunk for v in g))
+    _insert_many(
+        conn, f"INSERT INTO spend_daily ({_DAILY_COLS}) VALUES", groups, limit, _ON_CONFLICT
+    )
+
+
+def _insert_many(
+    conn: Connection, head: str, rows: Sequence[tuple[Any, ...]], limit: int, tail: str = ""
+) -> None:
+    """`head (?, …), (?, …) … tail`: as many rows per statement as `limit` parameters allow
+    (one statement unless a batch is very large)."""
+    if not rows:
+        return
+    width = len(rows[0])
+    per = max(1, limit // width)
+    one = f"({', '.join('?' * width)})"
+    for at in range(0, len(rows), per):
+        chunk = rows[at : at + per]
+        sql = f"{head} {', '.join([one] * len(chunk))} {tail}"
+        conn.exec_driver_sql(sql, tuple(v for row in chunk for v in row))

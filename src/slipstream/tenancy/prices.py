@@ -8,6 +8,7 @@ Decimal and rounded once (half up). The same usage always costs the same, stream
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from importlib import resources
@@ -16,6 +17,7 @@ from slipstream.config.schema import DeploymentConfig
 from slipstream.providers.base import Usage
 
 FREE_PROVIDERS = ("local",)
+MAX_RESOLVED = 4096
 
 
 @dataclass(frozen=True)
@@ -27,16 +29,43 @@ class Price:
     cached_input: Decimal | None = None  # None: cached tokens cost the full input price
     source: str = "config"
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_exact", _exact_ratios(self))
+
     def cost_micro(self, usage: Usage) -> int:
-        cached = min(max(usage.cached_tokens, 0), max(usage.prompt_tokens, 0))
-        uncached = max(usage.prompt_tokens, 0) - cached
-        cin = self.cached_input if self.cached_input is not None else self.input
-        total = uncached * self.input + cached * cin + max(usage.completion_tokens, 0) * self.output
-        return int(total.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+        return self._cost(usage.prompt_tokens, usage.cached_tokens, usage.completion_tokens)
 
     def worst_case_micro(self, prompt_tokens: int, max_tokens: int) -> int:
         """An upper bound before the call: no cache hit, every allowed output token."""
-        return self.cost_micro(Usage(prompt_tokens, max_tokens, 0))
+        return self._cost(prompt_tokens, 0, max_tokens)
+
+    def _cost(self, prompt: int, cached: int, completion: int) -> int:
+        cached = min(max(cached, 0), max(prompt, 0))
+        uncached = max(prompt, 0) - cached
+        completion = max(completion, 0)
+        exact: tuple[int, int, int, int] | None = self.__dict__["_exact"]
+        if exact is not None:  # the same number in integers (each request prices twice)
+            n_in, n_cached, n_out, denominator = exact
+            total = uncached * n_in + cached * n_cached + completion * n_out
+            rounded = (2 * abs(total) + denominator) // (2 * denominator)  # half away from 0
+            return rounded if total >= 0 else -rounded
+        cin = self.cached_input if self.cached_input is not None else self.input
+        total_d = uncached * self.input + cached * cin + completion * self.output
+        return int(total_d.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def _exact_ratios(p: Price) -> tuple[int, int, int, int] | None:
+    """The three per-token prices as integer numerators over one common denominator, so a
+    cost is exact integer arithmetic, equal to the Decimal sum rounded half up; None for
+    values that are not finite numbers (then Decimal does it)."""
+    try:
+        cin = p.cached_input if p.cached_input is not None else p.input
+        ratios = [d.as_integer_ratio() for d in (p.input, cin, p.output)]
+    except (ValueError, OverflowError, AttributeError):
+        return None
+    denominator = math.lcm(*(q for _, q in ratios))
+    n_in, n_cached, n_out = (n * (denominator // q) for n, q in ratios)
+    return n_in, n_cached, n_out, denominator
 
 
 def _dec(v: float | None) -> Decimal | None:
@@ -44,15 +73,31 @@ def _dec(v: float | None) -> Decimal | None:
 
 
 class PriceTable:
-    """Config prices first, then the shipped dated defaults by upstream model name."""
+    """Config prices first, then the shipped dated defaults by upstream model name.
+
+    Every request asks twice (its worst case, then its cost), so each deployment's price is
+    resolved once and kept by the identity of its config: configs are frozen, a reload makes
+    new objects, and the cache holds the config itself so its id cannot be reused.
+    """
 
     def __init__(self, defaults: dict[str, Price] | None = None, effective_date: str = "") -> None:
         if defaults is None:
             defaults, effective_date = load_defaults()
         self.defaults = defaults
         self.effective_date = effective_date
+        self._resolved: dict[int, tuple[DeploymentConfig, Price]] = {}
 
     def for_deployment(self, dc: DeploymentConfig) -> Price:
+        hit = self._resolved.get(id(dc))
+        if hit is not None and hit[0] is dc:
+            return hit[1]
+        if len(self._resolved) >= MAX_RESOLVED:  # reloads made new configs: start over
+            self._resolved.clear()
+        price = self._resolve(dc)
+        self._resolved[id(dc)] = (dc, price)
+        return price
+
+    def _resolve(self, dc: DeploymentConfig) -> Price:
         p = dc.prices
         if p.input_per_mtok or p.output_per_mtok or p.cached_input_per_mtok:
             return Price(

@@ -7,10 +7,11 @@ request refused by any of them takes nothing (see admission.py). Settlement corr
 token estimate, frees the concurrency slot and replaces the budget reservation with the real
 cost in one more script call, run in the background after the answer was sent.
 
-Rate buckets are hashes {level, stamp} refilled from Redis' own clock (no replica clock skew)
-that expire after two idle windows. Concurrency is a sorted set of request ids scored by
-start time, so slots held by a replica that died are reclaimed after `PARALLEL_TTL_S`.
-Budget books are hashes {spent, reserved}, one per scope and window (35-day TTL).
+A scope's requests/min and tokens/min buckets share one string key {level, stamp} x 2,
+refilled from Redis' own clock (no replica clock skew), that expires after two idle windows.
+Concurrency is a sorted set of request ids scored by start time, so slots held by a replica
+that died are reclaimed after `PARALLEL_TTL_S`. Budget books are hashes {spent, reserved},
+one per scope and window (35-day TTL, set when the book is created).
 
 While Redis is unreachable the guard switches to this replica's in-memory books
 (`fallback`), so Redis is never a single point of failure.
@@ -47,7 +48,14 @@ RATE_PREFIX = "slipstream:rl:"
 BUDGET_PREFIX = "slipstream:budget:"
 BUDGET_TTL_S = 3024000
 
-# KEYS: per rate scope 3 keys (rpm bucket, tpm bucket, parallel zset), then one book per budget.
+# Every redis.call inside a script costs the server ~1-2 µs on top of the command itself, which
+# made these scripts most of what a request costs Redis. So each rate scope keeps its two token
+# buckets in one string "rpm_level rpm_stamp tpm_level tpm_stamp" (a GET and a SET with EX, not
+# two HMGET/HSET/EXPIRE each; "x" = not tracked, i.e. full), stale concurrency slots are only
+# swept when a scope is at its cap (the only time they could change a decision), and a budget
+# book gets its TTL when it is created (its name ends in its window's start, and the TTL outlives
+# the longest window).
+# KEYS: per rate scope 2 keys (buckets, parallel zset), then one book per budget.
 # ARGV: tokens, request_id, number of rate scopes, worst-case micro-dollars, then per rate
 # scope rpm, tpm, max_parallel (-1 = unlimited), then per budget its limit.
 # Returns {ok, index, why, wait, rpm left, tpm left, spent}: ok 1 = admitted, everything taken
@@ -60,63 +68,69 @@ local tokens = tonumber(ARGV[1])
 local rid = ARGV[2]
 local n = tonumber(ARGV[3])
 local levels = {}
-local function level(key, cap)
-  local v = redis.call('HMGET', key, 'level', 'stamp')
-  local l = tonumber(v[1]); local s = tonumber(v[2])
+local function level(l, s, cap)
+  l = tonumber(l)
   if l == nil then return cap end
-  return math.min(cap, l + (now - s) * cap / 60)
+  return math.min(cap, l + (now - tonumber(s)) * cap / 60)
 end
 for i = 0, n - 1 do
   local rpm = tonumber(ARGV[5 + i * 3]); local tpm = tonumber(ARGV[6 + i * 3])
   local par = tonumber(ARGV[7 + i * 3])
   local rl, tl = -1, -1
-  if rpm >= 0 then
-    rl = level(KEYS[1 + i * 3], rpm)
-    if rl < 1 then return {0, i, 1, tostring((1 - rl) * 60 / rpm), tostring(rl), '0', 0} end
-  end
-  if tpm >= 0 then
-    tl = level(KEYS[2 + i * 3], tpm)
-    local need = math.min(tokens, tpm)
-    if tl < need then return {0, i, 2, tostring((need - tl) * 60 / tpm), tostring(rl), tostring(tl), 0} end
+  if rpm >= 0 or tpm >= 0 then
+    local v = redis.call('GET', KEYS[1 + i * 2])
+    local a, b, c, d = 'x', 0, 'x', 0
+    if v then a, b, c, d = string.match(v, '^(%S+) (%S+) (%S+) (%S+)$') end
+    if rpm >= 0 then
+      rl = level(a, b, rpm)
+      if rl < 1 then return {0, i, 1, tostring((1 - rl) * 60 / rpm), tostring(rl), '0', 0} end
+    end
+    if tpm >= 0 then
+      tl = level(c, d, tpm)
+      local need = math.min(tokens, tpm)
+      if tl < need then return {0, i, 2, tostring((need - tl) * 60 / tpm), tostring(rl), tostring(tl), 0} end
+    end
   end
   if par >= 0 then
-    redis.call('ZREMRANGEBYSCORE', KEYS[3 + i * 3], '-inf', now - __TTL__)
-    if redis.call('ZCARD', KEYS[3 + i * 3]) >= par then return {0, i, 3, '1', tostring(rl), tostring(tl), 0} end
+    local p = KEYS[2 + i * 2]
+    if redis.call('ZCARD', p) >= par then
+      redis.call('ZREMRANGEBYSCORE', p, '-inf', now - __TTL__)
+      if redis.call('ZCARD', p) >= par then return {0, i, 3, '1', tostring(rl), tostring(tl), 0} end
+    end
   end
   levels[i] = {rl, tl}
 end
-for j = n * 3 + 1, #KEYS do
+for j = n * 2 + 1, #KEYS do
   local v = redis.call('HMGET', KEYS[j], 'spent', 'reserved')
   local spent = tonumber(v[1]) or 0
-  if spent + (tonumber(v[2]) or 0) >= tonumber(ARGV[4 + j]) then
-    return {0, j - n * 3 - 1, 4, '0', '0', '0', spent}
+  if spent + (tonumber(v[2]) or 0) >= tonumber(ARGV[4 + j + n]) then
+    return {0, j - n * 2 - 1, 4, '0', '0', '0', spent}
   end
+  levels[-j] = (v[1] == false and v[2] == false)
 end
 for i = 0, n - 1 do
   local rpm = tonumber(ARGV[5 + i * 3]); local tpm = tonumber(ARGV[6 + i * 3])
   local par = tonumber(ARGV[7 + i * 3])
-  if rpm >= 0 then
-    redis.call('HSET', KEYS[1 + i * 3], 'level', levels[i][1] - 1, 'stamp', now)
-    redis.call('EXPIRE', KEYS[1 + i * 3], 120)
-  end
-  if tpm >= 0 then
-    redis.call('HSET', KEYS[2 + i * 3], 'level', levels[i][2] - tokens, 'stamp', now)
-    redis.call('EXPIRE', KEYS[2 + i * 3], 120)
+  if rpm >= 0 or tpm >= 0 then
+    local r, ts = 'x 0', 'x 0'
+    if rpm >= 0 then r = string.format('%.17g %.17g', levels[i][1] - 1, now) end
+    if tpm >= 0 then ts = string.format('%.17g %.17g', levels[i][2] - tokens, now) end
+    redis.call('SET', KEYS[1 + i * 2], r .. ' ' .. ts, 'EX', 120)
   end
   if par >= 0 then
-    redis.call('ZADD', KEYS[3 + i * 3], now, rid)
-    redis.call('EXPIRE', KEYS[3 + i * 3], __TTL__)
+    redis.call('ZADD', KEYS[2 + i * 2], now, rid)
+    redis.call('EXPIRE', KEYS[2 + i * 2], __TTL__)
   end
 end
-for j = n * 3 + 1, #KEYS do
+for j = n * 2 + 1, #KEYS do
   redis.call('HINCRBY', KEYS[j], 'reserved', ARGV[4])
-  redis.call('EXPIRE', KEYS[j], __BUDGET_TTL__)
+  if levels[-j] then redis.call('EXPIRE', KEYS[j], __BUDGET_TTL__) end
 end
 if n == 0 then return {1, 0, 0, '0', '0', '0', 0} end
 return {1, 0, 0, '0', tostring(levels[0][1] - 1), tostring(levels[0][2] - tokens), 0}
 """
 
-# KEYS: per rate scope (tpm bucket, parallel zset), then one book per budget.
+# KEYS: per rate scope (buckets, parallel zset), then one book per budget.
 # ARGV: token refund (estimated - actual, > 0 gives back), request_id, number of rate scopes,
 # minus the reserved worst case, the real cost, then per rate scope tpm (-1 = unlimited).
 # Returns each budget's spend after this request.
@@ -124,18 +138,25 @@ _SETTLE = """
 local n = tonumber(ARGV[3])
 local delta = tonumber(ARGV[1])
 if n > 0 then
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+  local now = nil
   for i = 0, n - 1 do
     local tpm = tonumber(ARGV[6 + i])
     if tpm >= 0 and delta ~= 0 then
+      if now == nil then
+        local t = redis.call('TIME')
+        now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+      end
       local k = KEYS[1 + i * 2]
-      local v = redis.call('HMGET', k, 'level', 'stamp')
-      local l = tonumber(v[1]); local s = tonumber(v[2])
+      local v = redis.call('GET', k)
+      local a, b, l, s = 'x', '0', nil, nil
+      if v then
+        local c, d
+        a, b, c, d = string.match(v, '^(%S+) (%S+) (%S+) (%S+)$')
+        l = tonumber(c); s = tonumber(d)
+      end
       if l == nil then l = tpm; s = now end
       l = math.min(tpm, math.min(tpm, l + (now - s) * tpm / 60) + delta)
-      redis.call('HSET', k, 'level', l, 'stamp', now)
-      redis.call('EXPIRE', k, 120)
+      redis.call('SET', k, a .. ' ' .. b .. ' ' .. string.format('%.17g %.17g', l, now), 'EX', 120)
     end
     redis.call('ZREM', KEYS[2 + i * 2], ARGV[2])
   end
@@ -227,7 +248,7 @@ class RedisAdmission:
         args: list[int | str] = [tokens, request_id, len(scopes), plan.worst_micro if plan else 0]
         for s in scopes:
             name = RATE_PREFIX + s.name
-            keys += [name + ":r", name + ":t", name + ":p"]
+            keys += [name + ":b", name + ":p"]
             args += [_arg(s.rpm), _arg(s.tpm), _arg(s.max_parallel)]
         named: list[tuple[BudgetScope, str]] = []
         now = self.now()
@@ -288,7 +309,7 @@ class RedisAdmission:
         args: list[int | str] = [estimated - actual, request_id, len(scopes)]
         args += [-reservation.worst_micro, cost_micro] if reservation else [0, 0]
         for s in scopes:
-            keys += [f"{RATE_PREFIX}{s.name}:t", f"{RATE_PREFIX}{s.name}:p"]
+            keys += [f"{RATE_PREFIX}{s.name}:b", f"{RATE_PREFIX}{s.name}:p"]
             args.append(_arg(s.tpm))
         if reservation is not None:
             reservation.settled = True

@@ -30,16 +30,21 @@ def budget_scopes(t: TenantRequest) -> list[BudgetScope]:
     return out
 
 
-def budget_plan(tenancy: Tenancy, ctx: RequestContext, t: TenantRequest) -> BudgetPlan | None:
-    """What to reserve: the scopes with a budget and the request's worst-case cost."""
+def budget_plan(
+    tenancy: Tenancy, ctx: RequestContext, t: TenantRequest, scopes: list[BudgetScope] | None = None
+) -> BudgetPlan | None:
+    """What to reserve: the scopes with a budget (`scopes`: already worked out by the caller)
+    and the request's worst-case cost."""
     if ctx.group is None:
         return None
-    scopes = budget_scopes(t)
+    if scopes is None:
+        scopes = budget_scopes(t)
     if not scopes:
         return None
     max_out = t.max_tokens or tenancy.config.default_max_tokens
+    prices = tenancy.prices
     worst = max(
-        tenancy.prices.for_deployment(d.config).worst_case_micro(t.prompt_estimate, max_out)
+        prices.for_deployment(d.config).worst_case_micro(t.prompt_estimate, max_out)
         for d in ctx.group.deployments
     )
     return BudgetPlan(scopes, worst)

@@ -13,9 +13,9 @@ import math
 from typing import TYPE_CHECKING
 
 from slipstream.gateway.context import RequestContext
-from slipstream.gateway.stages.budget import budget_plan
+from slipstream.gateway.stages.budget import budget_plan, budget_scopes
 from slipstream.store.records import Limits
-from slipstream.tenancy.budgets import Refusal
+from slipstream.tenancy.budgets import BudgetScope, Refusal
 from slipstream.tenancy.errors import too_many
 from slipstream.tenancy.ratelimit import Scope
 from slipstream.tenancy.request import EXTRA, TenantRequest
@@ -43,18 +43,50 @@ def scopes_of(t: TenantRequest, ctx: RequestContext) -> list[Scope]:
     return out
 
 
+MAX_PLANS = 4096
+
+
+class ScopePlans:
+    """The rate scopes and budget scopes of (key, team, org, model group), worked out once.
+
+    They are the same for every request of a key until a refresh or a reload replaces one of
+    those records (all frozen: a change makes a new object), so they are kept by the records'
+    identity; each entry holds the records themselves, so an id is never reused while cached.
+    The lists are shared by every request of the key: read them, never change them.
+    """
+
+    def __init__(self) -> None:
+        self._plans: dict[
+            tuple[int, ...], tuple[tuple[object, ...], list[Scope], list[BudgetScope]]
+        ]
+        self._plans = {}
+
+    def get(self, t: TenantRequest, ctx: RequestContext) -> tuple[list[Scope], list[BudgetScope]]:
+        owners = (t.key, t.team, t.org, ctx.group)
+        ident = tuple(map(id, owners))
+        hit = self._plans.get(ident)
+        if hit is not None and all(a is b for a, b in zip(hit[0], owners, strict=True)):
+            return hit[1], hit[2]
+        if len(self._plans) >= MAX_PLANS:  # refreshed records left old entries: start over
+            self._plans.clear()
+        rate, budget = scopes_of(t, ctx), budget_scopes(t)
+        self._plans[ident] = (owners, rate, budget)
+        return rate, budget
+
+
 class LimitsStage:
     name = "limits"
 
     def __init__(self, tenancy: Tenancy) -> None:
         self.tenancy = tenancy
+        self.plans = ScopePlans()
 
     async def pre(self, ctx: RequestContext) -> None:
         t = ctx.extra.get(EXTRA)
         if not isinstance(t, TenantRequest):
             return
-        scopes = scopes_of(t, ctx)
-        plan = budget_plan(self.tenancy, ctx, t)
+        scopes, budgets = self.plans.get(t, ctx)
+        plan = budget_plan(self.tenancy, ctx, t, budgets)
         if not scopes and plan is None:
             return
         tokens = t.prompt_estimate + (t.max_tokens or 0)
