@@ -66,15 +66,19 @@ def test_max_parallel_is_released_on_settle() -> None:
     asyncio.run(scenario())
 
 
-def test_gateway_answers_429_with_retry_after_and_ratelimit_headers(sqlite_store: Store) -> None:
+def test_gateway_sends_ratelimit_headers_and_a_429_with_retry_after(sqlite_store: Store) -> None:
     key, _ = sqlite_store.tenants.create_key(limits=Limits(rpm=2, tpm=100_000))
 
     async def scenario() -> None:
         tenancy = Tenancy(sqlite_store, master_key=MASTER)
         await tenancy.start()
         gw = tenant_gateway(tenancy, Fleet())
-        for _ in range(2):
-            await gw.handle("chat/completions", chat(), None, bearer(key))
+        for i in range(2):
+            ok = (await gw.handle("chat/completions", chat(), None, bearer(key))).headers()
+            # answered requests carry the limits too, as OpenAI's API does
+            assert ok["x-ratelimit-limit-requests"] == "2"
+            assert ok["x-ratelimit-remaining-requests"] == str(1 - i)
+            assert "x-request-id" in ok
         with pytest.raises(GatewayError) as e:
             await gw.handle("chat/completions", chat(), None, bearer(key))
         err = e.value

@@ -16,7 +16,7 @@ import asyncio
 import random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -50,12 +50,15 @@ class GatewayResult:
     model: str  # the public model that answered (differs from the request after a fallback)
     request_id: str
     overhead_ms: float
+    # the tenancy stages' headers (x-ratelimit-*), as streams and 429s carry them too
+    extra_headers: Mapping[str, str] = field(default_factory=dict)
 
     def headers(self) -> dict[str, str]:
         return {
             "x-request-id": self.request_id,
             "x-slipstream-overhead-ms": f"{self.overhead_ms:.3f}",
             "x-slipstream-deployment": self.deployment,
+            **self.extra_headers,
         }
 
 
@@ -109,8 +112,14 @@ class Gateway:
         ctx.mark_ready()
         await self._post(ctx, ran)
         assert ctx.deployment is not None and ctx.served_model is not None
+        tenant_headers = getattr(ctx.extra.get("tenant"), "response_headers", None)
         return GatewayResult(
-            response, ctx.deployment.name, ctx.served_model, ctx.request_id, ctx.overhead_ms
+            response,
+            ctx.deployment.name,
+            ctx.served_model,
+            ctx.request_id,
+            ctx.overhead_ms,
+            tenant_headers or {},
         )
 
     async def handle_stream(
