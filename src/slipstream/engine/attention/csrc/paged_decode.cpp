@@ -93,16 +93,38 @@ inline __m128 reduce4(__m256 a, __m256 b, __m256 c, __m256 d) {
 // products in registers (one reduction per four positions instead of one per dot product);
 // the weighted sum of values runs 32 dims at a time with its accumulators in registers.
 // off[pos] is the element offset of position pos's row in the cache.
+// The cache is far larger than any CPU cache and each sequence's blocks sit anywhere in it,
+// so rows come from DRAM in 16-row runs too short for the hardware prefetcher: fetch the row
+// PF positions ahead (about one block) ourselves.
+constexpr int64_t PF = 16;
+// n elements from row: the whole position (every kv head) when the first head's item
+// prefetches, so the next heads' items of the same sequence find their rows in L2.
+template <typename cache_t>
+inline void prefetch_row(const cache_t* row, int64_t n) {
+  const char* p = reinterpret_cast<const char*>(row);
+  for (int64_t b = 0; b < n * static_cast<int64_t>(sizeof(cache_t)); b += 64)
+    _mm_prefetch(p + b, _MM_HINT_T0);
+}
+
 template <typename cache_t, int64_t D, int64_t GC>
 void decode_item_fast(const float* qf, const cache_t* kp, const cache_t* vp, const int64_t* off,
-                      int64_t L, float* scores, float* out) {
+                      int64_t L, float* scores, float* out, int64_t pf_from, int64_t pf_len) {
+  // off[p] + pf_from .. + pf_len: what to prefetch of position p's row (see prefetch_row)
   float mx[GC];
   for (int64_t g = 0; g < GC; ++g) mx[g] = -INFINITY;
+  for (int64_t p = 0; p < PF && p < L; ++p) {
+    prefetch_row(kp + off[p] + pf_from, pf_len);
+    prefetch_row(vp + off[p] + pf_from, pf_len);
+  }
   int64_t pos = 0;
   for (; pos + 4 <= L; pos += 4) {
     __m256 s[GC][4];
     for (int64_t g = 0; g < GC; ++g)
       for (int64_t j = 0; j < 4; ++j) s[g][j] = _mm256_setzero_ps();
+    for (int64_t j = 0; j < 4 && pos + PF + j < L; ++j) {
+      prefetch_row(kp + off[pos + PF + j] + pf_from, pf_len);
+      prefetch_row(vp + off[pos + PF + j] + pf_from, pf_len);
+    }
     for (int64_t dd = 0; dd < D; dd += 8) {
       __m256 k[4];
       for (int64_t j = 0; j < 4; ++j) k[j] = load8(kp + off[pos + j] + dd);
@@ -151,12 +173,13 @@ void decode_item_fast(const float* qf, const cache_t* kp, const cache_t* vp, con
 // decode_item_fast for this group size, or false when there is no such instance.
 template <typename cache_t, int64_t D>
 bool decode_item_dispatch(int64_t G, const float* qf, const cache_t* kp, const cache_t* vp,
-                          const int64_t* off, int64_t L, float* scores, float* out) {
+                          const int64_t* off, int64_t L, float* scores, float* out,
+                          int64_t pf_from, int64_t pf_len) {
   switch (G) {
-    case 1: decode_item_fast<cache_t, D, 1>(qf, kp, vp, off, L, scores, out); return true;
-    case 2: decode_item_fast<cache_t, D, 2>(qf, kp, vp, off, L, scores, out); return true;
-    case 3: decode_item_fast<cache_t, D, 3>(qf, kp, vp, off, L, scores, out); return true;
-    case 4: decode_item_fast<cache_t, D, 4>(qf, kp, vp, off, L, scores, out); return true;
+    case 1: decode_item_fast<cache_t, D, 1>(qf, kp, vp, off, L, scores, out, pf_from, pf_len); return true;
+    case 2: decode_item_fast<cache_t, D, 2>(qf, kp, vp, off, L, scores, out, pf_from, pf_len); return true;
+    case 3: decode_item_fast<cache_t, D, 3>(qf, kp, vp, off, L, scores, out, pf_from, pf_len); return true;
+    case 4: decode_item_fast<cache_t, D, 4>(qf, kp, vp, off, L, scores, out, pf_from, pf_len); return true;
     default: return false;
   }
 }
@@ -199,8 +222,11 @@ void decode_kernel(const at::Tensor& q, const at::Tensor& k_cache, const at::Ten
         offs.resize(L);
         for (int64_t pos = 0; pos < L; ++pos)
           offs[pos] = tp[b * max_blocks + pos / BS] * BS * row + (pos % BS) * row + h * D;
+        // the first head's item (or the first of this thread's range) fetches whole rows
+        const bool whole = h == 0 || item == begin;
         if (decode_item_dispatch<cache_t, DC>(G, qf.data(), kp, vp, offs.data(), L,
-                                              scores.data(), op + (b * H + h * G) * D))
+                                              scores.data(), op + (b * H + h * G) * D,
+                                              whole ? -h * D : 0, whole ? row : D))
           continue;
       }
 #endif
