@@ -23,6 +23,14 @@ from .conftest import REDIS_URL
 ECHO = "return {KEYS[1], ARGV[1]}"
 
 
+async def close_server(server: asyncio.Server, peers: list[asyncio.StreamWriter]) -> None:
+    """Close a fake Redis server and the connections it accepted."""
+    for w in peers:
+        w.close()
+    server.close()
+    await server.wait_closed()
+
+
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])  # `slipstream serve` runs uvloop
 def test_pipelined_calls_get_their_own_replies_and_unknown_scripts_load(loop: str) -> None:
     script = f"-- {uuid.uuid4().hex}\n{ECHO}"  # never loaded: the first call meets NOSCRIPT
@@ -110,10 +118,7 @@ def test_a_silent_redis_times_out_and_admission_falls_back_at_once() -> None:
         assert second.limits.allowed and not third.limits.allowed  # rpm 2, locally
         await adm.aclose()
         await client.aclose()
-        for w in peers:
-            w.close()
-        server.close()
-        await server.wait_closed()
+        await close_server(server, peers)
 
     asyncio.run(scenario())
 
@@ -154,9 +159,6 @@ def test_the_oldest_live_call_times_out_and_the_ones_behind_it_fail_at_once() ->
         assert time.monotonic() - t0 < 1.0
         await wire.aclose()
         await client.aclose()
-        for w in peers:
-            w.close()
-        server.close()
-        await server.wait_closed()
+        await close_server(server, peers)
 
     asyncio.run(scenario())
