@@ -79,7 +79,7 @@ def test_a_rate_refusal_reserves_no_budget(backend: str, redis_ns: str) -> None:
 
 def test_redis_admits_and_settles_in_one_script_call_each(sqlite_store: Store) -> None:
     """Key, team and model limits plus key and team budgets: one EVALSHA before the upstream
-    call, one after."""
+    call, one after (the push of settlements; see test_leases.py for many requests)."""
     from slipstream.config import parse_config
     from slipstream.gateway import Gateway
 
@@ -107,7 +107,14 @@ def test_redis_admits_and_settles_in_one_script_call_each(sqlite_store: Store) -
             calls.append(command.split(b"\r\n")[4].decode())  # the script's sha
             return await call(command, lazy)
 
+        submit = wire.submit
+
+        def submitted(sha: str, keys: Any, args: Any) -> Any:
+            calls.append(sha)  # a push of settlements, queued ahead of later calls
+            return submit(sha, keys, args)
+
         wire.call = counted  # type: ignore[method-assign]
+        wire.submit = submitted  # type: ignore[method-assign]
         gw = Gateway(config, Fleet().factory, stages=tenancy.stages)
         calls.clear()
         await gw.handle("chat/completions", chat(max_tokens=10), None, bearer(key))

@@ -70,6 +70,34 @@ def test_lazy_commands_go_out_alone_or_with_the_next_eager_one() -> None:
     asyncio.run(scenario())
 
 
+def test_a_submitted_call_runs_before_any_call_made_after_it() -> None:
+    """`submit` queues at once (settlements pushed ahead of the admission that must see
+    them); before the connection is open it declines, and the caller uses `evalsha`."""
+    key = f"slipstream:test:wire:{uuid.uuid4().hex}"
+    incr = "return redis.call('INCRBY', KEYS[1], ARGV[1])"
+
+    async def scenario() -> None:
+        client = aioredis.from_url(REDIS_URL)
+        wire = RedisWire.for_client(client)
+        assert wire is not None
+        sha = client.register_script(incr).sha
+        assert wire.submit(sha, [key], [1]) is None  # not connected yet
+        assert await wire.evalsha(sha, incr, [key], [1]) == 1  # connects, loads the script
+        first = wire.submit(sha, [key], [10])
+        assert first is not None
+        later = asyncio.ensure_future(wire.evalsha(sha, incr, [key], [100], lazy=True))
+        assert await first == 11 and await later == 111
+        await wire.aclose()
+        await client.aclose()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        r = sync_redis.Redis.from_url(REDIS_URL)
+        r.delete(key)
+        r.close()
+
+
 def test_select_picks_the_database_of_the_url() -> None:
     key = f"slipstream:test:wire:{uuid.uuid4().hex}"
 

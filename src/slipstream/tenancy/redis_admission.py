@@ -1,17 +1,25 @@
-"""Rate limits and budgets shared by every replica through Redis: one script call to admit a
-request, one to settle it.
+"""Rate limits and budgets shared by every replica through Redis, spent mostly from leases.
 
 Admission checks every rate-limit bucket of the request (key, team, model) and every budget
 book (key, team, org), then takes from all of them, atomically in one Lua script, so a
-request refused by any of them takes nothing (see admission.py). Settlement corrects the
-token estimate, frees the concurrency slot and replaces the budget reservation with the real
-cost in one more script call, run in the background after the answer was sent.
+request refused by any of them takes nothing (see admission.py). The same call takes leases
+(leases.py): capacity this replica then spends locally, so a request whose every scope and
+book is covered by leases is admitted with no Redis call at all; a top-up is asked for in
+the background when a lease runs low, and idle leases go back after `IDLE_S` and at `aclose`.
+
+Settlement (the token correction, the concurrency slot, the real cost in place of the
+reserved worst case) is applied to the leases where it can be; what must reach Redis (the
+real spend, a token debt, slots taken in Redis, capacity given back) is pushed in one script
+call per `PUSH_S` (10 ms) for all the requests settled meanwhile, or with the next admission
+call. `settle` returns once its push is answered, with exact budget crossings.
 
 A scope's requests/min and tokens/min buckets share one string key {level, stamp} x 2,
 refilled from Redis' own clock (no replica clock skew), that expires after two idle windows.
-Concurrency is a sorted set of request ids scored by start time, so slots held by a replica
-that died are reclaimed after `PARALLEL_TTL_S`. Budget books are hashes {spent, reserved},
-one per scope and window (35-day TTL, set when the book is created).
+Concurrency is a sorted set scored by start time: request ids, swept after `PARALLEL_TTL_S`,
+and leased slots, scored so that they are swept `lease_ttl_s` after their holder last
+refreshed them (a replica that died gives its leased slots back within that time). Budget
+books are hashes {spent, reserved}, one per scope and window (35-day TTL, set when the book
+is created); `reserved` includes the leases.
 
 While Redis is unreachable the guard switches to this replica's in-memory books
 (`fallback`), so Redis is never a single point of failure.
@@ -19,13 +27,18 @@ While Redis is unreachable the guard switches to this replica's in-memory books
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
-from collections.abc import Callable, Sequence
+import math
+import time
+import uuid
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from slipstream.store.records import utcnow
 from slipstream.tenancy.admission import Admitted, LocalAdmission
@@ -39,155 +52,31 @@ from slipstream.tenancy.budgets import (
     bucket_name,
     window_end,
 )
+from slipstream.tenancy.leases import IDLE_S, BookPush, Leases, RateAsk, RatePush
 from slipstream.tenancy.ratelimit import Decision, MemoryLimiter, Scope, rate_headers
 from slipstream.tenancy.redis_guard import RedisGuard
+from slipstream.tenancy.redis_scripts import ADMIT, PARALLEL_TTL_S, PUSH, SEED, lua
 from slipstream.tenancy.redis_wire import RedisWire
 
-PARALLEL_TTL_S = 900
 RATE_PREFIX = "slipstream:rl:"
 BUDGET_PREFIX = "slipstream:budget:"
-BUDGET_TTL_S = 3024000
-
-# Every redis.call inside a script costs the server ~1-2 µs on top of the command itself, which
-# made these scripts most of what a request costs Redis. So each rate scope keeps its two token
-# buckets in one string "rpm_level rpm_stamp tpm_level tpm_stamp" (a GET and a SET with EX, not
-# two HMGET/HSET/EXPIRE each; "x" = not tracked, i.e. full), stale concurrency slots are only
-# swept when a scope is at its cap (the only time they could change a decision), and a budget
-# book gets its TTL when it is created (its name ends in its window's start, and the TTL outlives
-# the longest window).
-# KEYS: per rate scope 2 keys (buckets, parallel zset), then one book per budget.
-# ARGV: tokens, request_id, number of rate scopes, worst-case micro-dollars, then per rate
-# scope rpm, tpm, max_parallel (-1 = unlimited), then per budget its limit.
-# Returns {ok, index, why, wait, rpm left, tpm left, spent}: ok 1 = admitted, everything taken
-# (the levels are those of the first rate scope); ok 0 = refused, nothing taken, by rate scope
-# `index` (why 1 rpm, 2 tpm, 3 concurrency; `wait` seconds) or budget `index` (why 4, `spent`).
-_ADMIT = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
-local tokens = tonumber(ARGV[1])
-local rid = ARGV[2]
-local n = tonumber(ARGV[3])
-local levels = {}
-local function level(l, s, cap)
-  l = tonumber(l)
-  if l == nil then return cap end
-  return math.min(cap, l + (now - tonumber(s)) * cap / 60)
-end
-for i = 0, n - 1 do
-  local rpm = tonumber(ARGV[5 + i * 3]); local tpm = tonumber(ARGV[6 + i * 3])
-  local par = tonumber(ARGV[7 + i * 3])
-  local rl, tl = -1, -1
-  if rpm >= 0 or tpm >= 0 then
-    local v = redis.call('GET', KEYS[1 + i * 2])
-    local a, b, c, d = 'x', 0, 'x', 0
-    if v then a, b, c, d = string.match(v, '^(%S+) (%S+) (%S+) (%S+)$') end
-    if rpm >= 0 then
-      rl = level(a, b, rpm)
-      if rl < 1 then return {0, i, 1, tostring((1 - rl) * 60 / rpm), tostring(rl), '0', 0} end
-    end
-    if tpm >= 0 then
-      tl = level(c, d, tpm)
-      local need = math.min(tokens, tpm)
-      if tl < need then return {0, i, 2, tostring((need - tl) * 60 / tpm), tostring(rl), tostring(tl), 0} end
-    end
-  end
-  if par >= 0 then
-    local p = KEYS[2 + i * 2]
-    if redis.call('ZCARD', p) >= par then
-      redis.call('ZREMRANGEBYSCORE', p, '-inf', now - __TTL__)
-      if redis.call('ZCARD', p) >= par then return {0, i, 3, '1', tostring(rl), tostring(tl), 0} end
-    end
-  end
-  levels[i] = {rl, tl}
-end
-for j = n * 2 + 1, #KEYS do
-  local v = redis.call('HMGET', KEYS[j], 'spent', 'reserved')
-  local spent = tonumber(v[1]) or 0
-  if spent + (tonumber(v[2]) or 0) >= tonumber(ARGV[4 + j + n]) then
-    return {0, j - n * 2 - 1, 4, '0', '0', '0', spent}
-  end
-  levels[-j] = (v[1] == false and v[2] == false)
-end
-for i = 0, n - 1 do
-  local rpm = tonumber(ARGV[5 + i * 3]); local tpm = tonumber(ARGV[6 + i * 3])
-  local par = tonumber(ARGV[7 + i * 3])
-  if rpm >= 0 or tpm >= 0 then
-    local r, ts = 'x 0', 'x 0'
-    if rpm >= 0 then r = string.format('%.17g %.17g', levels[i][1] - 1, now) end
-    if tpm >= 0 then ts = string.format('%.17g %.17g', levels[i][2] - tokens, now) end
-    redis.call('SET', KEYS[1 + i * 2], r .. ' ' .. ts, 'EX', 120)
-  end
-  if par >= 0 then
-    redis.call('ZADD', KEYS[2 + i * 2], now, rid)
-    redis.call('EXPIRE', KEYS[2 + i * 2], __TTL__)
-  end
-end
-for j = n * 2 + 1, #KEYS do
-  redis.call('HINCRBY', KEYS[j], 'reserved', ARGV[4])
-  if levels[-j] then redis.call('EXPIRE', KEYS[j], __BUDGET_TTL__) end
-end
-if n == 0 then return {1, 0, 0, '0', '0', '0', 0} end
-return {1, 0, 0, '0', tostring(levels[0][1] - 1), tostring(levels[0][2] - tokens), 0}
-"""
-
-# KEYS: per rate scope (buckets, parallel zset), then one book per budget.
-# ARGV: token refund (estimated - actual, > 0 gives back), request_id, number of rate scopes,
-# minus the reserved worst case, the real cost, then per rate scope tpm (-1 = unlimited).
-# Returns each budget's spend after this request.
-_SETTLE = """
-local n = tonumber(ARGV[3])
-local delta = tonumber(ARGV[1])
-if n > 0 then
-  local now = nil
-  for i = 0, n - 1 do
-    local tpm = tonumber(ARGV[6 + i])
-    if tpm >= 0 and delta ~= 0 then
-      if now == nil then
-        local t = redis.call('TIME')
-        now = tonumber(t[1]) + tonumber(t[2]) / 1e6
-      end
-      local k = KEYS[1 + i * 2]
-      local v = redis.call('GET', k)
-      local a, b, l, s = 'x', '0', nil, nil
-      if v then
-        local c, d
-        a, b, c, d = string.match(v, '^(%S+) (%S+) (%S+) (%S+)$')
-        l = tonumber(c); s = tonumber(d)
-      end
-      if l == nil then l = tpm; s = now end
-      l = math.min(tpm, math.min(tpm, l + (now - s) * tpm / 60) + delta)
-      redis.call('SET', k, a .. ' ' .. b .. ' ' .. string.format('%.17g %.17g', l, now), 'EX', 120)
-    end
-    redis.call('ZREM', KEYS[2 + i * 2], ARGV[2])
-  end
-end
-local out = {}
-for j = n * 2 + 1, #KEYS do
-  redis.call('HINCRBY', KEYS[j], 'reserved', ARGV[4])
-  out[#out + 1] = redis.call('HINCRBY', KEYS[j], 'spent', ARGV[5])
-end
-return out
-"""
-
-_SEED = """
-local spent = tonumber(redis.call('HGET', KEYS[1], 'spent')) or 0
-if tonumber(ARGV[1]) > spent then redis.call('HSET', KEYS[1], 'spent', ARGV[1]) end
-redis.call('EXPIRE', KEYS[1], __BUDGET_TTL__)
-return 1
-"""
-
-
-def _lua(script: str) -> str:
-    return script.replace("__TTL__", str(PARALLEL_TTL_S)).replace(
-        "__BUDGET_TTL__", str(BUDGET_TTL_S)
-    )
-
+LEASE_TTL_S = 30.0  # leased slots of a replica that stopped refreshing them are swept after
+PUSH_S = 0.01  # settlements wait at most this long to share one push call
+KEEP_S = 0.25  # how often idle leases are looked for
 
 _WHAT = {1: "requests per minute", 2: "tokens per minute", 3: "concurrent requests"}
 
 
 def _arg(v: int | None) -> int:
     return -1 if v is None else v
+
+
+def _keys(scopes: Sequence[Scope]) -> list[str]:
+    keys = []
+    for s in scopes:
+        name = RATE_PREFIX + s.name
+        keys += [name + ":b", name + ":p"]
+    return keys
 
 
 class RedisAdmission:
@@ -197,34 +86,44 @@ class RedisAdmission:
         guard: RedisGuard | None = None,
         now: Callable[[], dt.datetime] = utcnow,
         lean: bool = True,
+        lease_ttl_s: float = LEASE_TTL_S,
     ) -> None:
         self.now = now
         self.guard = guard or RedisGuard()
         # While Redis is unreachable (budgets seeded like Redis).
         self.fallback = LocalAdmission(MemoryLimiter(), MemoryBudgets(now))
-        self._admit = client.register_script(_lua(_ADMIT))
-        self._settle = client.register_script(_lua(_SETTLE))
-        self._seed = client.register_script(_lua(_SEED))
+        self._admit = client.register_script(lua(ADMIT))
+        self._push_script = client.register_script(lua(PUSH))
+        self._seed = client.register_script(lua(SEED))
         # Our own pipelined connection for the scripts (redis_wire.py: ~4x less client CPU
         # per call than redis-py; `aclose` closes it); None for connections only redis-py
         # speaks (e.g. TLS), or without `lean`.
         self.wire = RedisWire.for_client(client) if lean else None
+        self.leases = Leases()
+        self.lease_ttl_s = lease_ttl_s
+        self.prefix = f"lease:{uuid.uuid4().hex[:12]}:"  # this replica's slot members
+        # Requests admitted through Redis or leases, not settled yet: (slot leased, when, scopes).
+        self._admitted: dict[str, tuple[bool, float, Sequence[Scope]]] = {}
+        self._batch: asyncio.Future[dict[str, int]] | None = None  # answered by the next push
+        self._timer: asyncio.TimerHandle | None = None
+        self._keeper: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._names: dict[
+            int, tuple[list[BudgetScope], dt.date, list[tuple[BudgetScope, str]]]
+        ] = {}
 
     async def _run(
-        self,
-        script: AsyncScript,
-        keys: Sequence[str],
-        args: Sequence[int | str],
-        lazy: bool = False,
+        self, script: AsyncScript, keys: Sequence[str], args: Sequence[int | str]
     ) -> Any:
         if self.wire is not None:
             text = cast(str, script.script)  # ours: always str
-            return await self.wire.evalsha(script.sha, text, keys, args, lazy)
+            return await self.wire.evalsha(script.sha, text, keys, args)
         return await script(keys=keys, args=args)
 
-    async def aclose(self) -> None:
-        if self.wire is not None:
-            await self.wire.aclose()
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def admit(
         self, scopes: Sequence[Scope], tokens: int, request_id: str, plan: BudgetPlan | None
@@ -232,8 +131,14 @@ class RedisAdmission:
         if not scopes and (plan is None or not plan.scopes):
             return Admitted()
         if self.guard.usable():
+            named = [] if plan is None else self._named(plan)
+            worst = 0 if plan is None else plan.worst_micro
+            clock = time.monotonic()
+            low = self.leases.take(scopes, tokens, named, worst, clock)
+            if low is not None:
+                return self._local(scopes, tokens, request_id, named, plan, clock, low)
             try:
-                return await self._admit_shared(scopes, tokens, request_id, plan)
+                return await self._admit_shared(scopes, tokens, request_id, named, plan)
             except (RedisError, OSError) as e:
                 self.guard.failed("admission", e)
         a = await self.fallback.admit(scopes, tokens, request_id, plan)
@@ -241,34 +146,150 @@ class RedisAdmission:
             a.budget.local = True
         return a
 
-    async def _admit_shared(
-        self, scopes: Sequence[Scope], tokens: int, request_id: str, plan: BudgetPlan | None
-    ) -> Admitted:
-        keys: list[str] = []
-        args: list[int | str] = [tokens, request_id, len(scopes), plan.worst_micro if plan else 0]
-        for s in scopes:
-            name = RATE_PREFIX + s.name
-            keys += [name + ":b", name + ":p"]
-            args += [_arg(s.rpm), _arg(s.tpm), _arg(s.max_parallel)]
-        named: list[tuple[BudgetScope, str]] = []
+    def _named(self, plan: BudgetPlan) -> list[tuple[BudgetScope, str]]:
+        """The plan's books (name and window), worked out once a day per scope list: the
+        limits stage shares one list among all requests of a key. Read-only."""
         now = self.now()
-        if plan is not None:
-            named = [(s, bucket_name(s, now)) for s in plan.scopes]
-            keys += [BUDGET_PREFIX + b for _, b in named]
-            args += [s.limit_micro for s, _ in named]
-        ok, idx, why, wait, rl, tl, spent = await self._run(self._admit, keys, args)
+        day = now.astimezone(dt.UTC).date()
+        hit = self._names.get(id(plan.scopes))
+        if hit is not None and hit[0] is plan.scopes and hit[1] == day:
+            return hit[2]
+        if len(self._names) >= 4096:
+            self._names.clear()
+        named = [(s, bucket_name(s, now)) for s in plan.scopes]
+        self._names[id(plan.scopes)] = (plan.scopes, day, named)
+        return named
+
+    def _local(
+        self,
+        scopes: Sequence[Scope],
+        tokens: int,
+        request_id: str,
+        named: list[tuple[BudgetScope, str]],
+        plan: BudgetPlan | None,
+        clock: float,
+        low: bool,
+    ) -> Admitted:
+        """Admitted from leases (taken already); more is asked for if one ran `low`."""
+        worst = 0 if plan is None else plan.worst_micro
+        if low:
+            asks = self.leases.ask(scopes, tokens, named, worst)
+            if any(a.requests or a.tokens or a.slots for a in asks[0]) or any(asks[1]):
+                self._spawn(self._top_up(scopes, tokens, named, worst, asks))
+            else:
+                self._grant(scopes, named, asks, None, clock)
+        d = Decision(True)
+        if scopes:
+            self._admitted[request_id] = (True, clock, scopes)
+            d.headers = self.leases.headers(scopes[0], clock)
+        return Admitted(d, None if plan is None else Reservation(named, worst))
+
+    def _call(
+        self,
+        scopes: Sequence[Scope],
+        tokens: int,
+        request_id: str,
+        named: list[tuple[BudgetScope, str]],
+        worst: int,
+        asks: tuple[list[RateAsk], list[int]],
+    ) -> tuple[list[str], list[int | str]]:
+        take = 1 if request_id else 0
+        keys = _keys(scopes)
+        args: list[int | str] = [tokens, request_id, len(scopes), worst, take, self.prefix]
+        args.append(str(self.lease_ttl_s))
+        for s, a in zip(scopes, asks[0], strict=True):
+            args += [_arg(s.rpm), _arg(s.tpm), _arg(s.max_parallel)]
+            args += [a.requests, a.tokens, a.slots, a.slots_from]
+        for (bs, b), m in zip(named, asks[1], strict=True):
+            keys.append(BUDGET_PREFIX + b)
+            args += [bs.limit_micro, m]
+        return keys, args
+
+    def _grant(
+        self,
+        scopes: Sequence[Scope],
+        named: list[tuple[BudgetScope, str]],
+        asks: tuple[list[RateAsk], list[int]],
+        reply: Sequence[Any] | None,
+        clock: float,
+    ) -> None:
+        """Apply what a script call granted (None: it failed or refused: nothing)."""
+        if reply is None:
+            self.leases.granted(scopes, named, asks, None, None, clock)
+            return
+        n = len(scopes)
+        rates = [
+            (float(reply[i]), float(reply[i + 1]), int(reply[i + 2]), int(reply[i + 3]),
+             int(reply[i + 4]))
+            for i in range(4, 4 + n * 5, 5)
+        ]  # fmt: skip
+        books = [int(reply[j]) for j in range(5 + n * 5, len(reply), 2)]
+        self.leases.granted(scopes, named, asks, rates, books, clock)
+        if self._keeper is None and self.leases.held():
+            self._keeper = asyncio.get_running_loop().create_task(self._keep())
+
+    async def _admit_shared(
+        self,
+        scopes: Sequence[Scope],
+        tokens: int,
+        request_id: str,
+        named: list[tuple[BudgetScope, str]],
+        plan: BudgetPlan | None,
+    ) -> Admitted:
+        worst = 0 if plan is None else plan.worst_micro
+        asks = self.leases.ask(scopes, tokens, named, worst)
+        keys, args = self._call(scopes, tokens, request_id, named, worst, asks)
+        pushing = self._push_now()  # settled before this call: Redis must see it first
+        if pushing is not None and self.wire is None:
+            await pushing  # redis-py's pool does not keep the order of calls
+        try:
+            reply = await self._run(self._admit, keys, args)
+        except BaseException:
+            self._grant(scopes, named, asks, None, time.monotonic())
+            raise
+        clock = time.monotonic()
+        if int(reply[0]):
+            self._grant(scopes, named, asks, reply, clock)
+            d = Decision(True)
+            if scopes:
+                self._admitted[request_id] = (False, clock, scopes)
+                d.headers = self.leases.headers(scopes[0], clock)
+            return Admitted(d, None if plan is None else Reservation(named, worst))
+        self._grant(scopes, named, asks, None, clock)
+        # Leases granted to this replica's other calls meanwhile are ours to spend.
+        low = self.leases.take(scopes, tokens, named, worst, clock)
+        if low is not None:
+            return self._local(scopes, tokens, request_id, named, plan, clock, low)
+        _, idx, why, wait, rl, tl, spent = reply
         why = int(why)
         if why == 4:  # the rate limits had room, a budget had not
             refused = named[int(idx)][0]
+            now = self.now()
             return Admitted(budget=Refusal(refused, int(spent), window_end(refused.window, now)))
-        d = self._headers(scopes[int(idx)] if scopes else None, rl, tl)
-        if not int(ok):
-            scope = scopes[int(idx)]
-            d.allowed = False
-            d.retry_after_s = max(float(wait), 0.001)
-            d.reason = f"{_WHAT[why]} limit of {scope.name}"
-            return Admitted(d)
-        return Admitted(d, Reservation(named, plan.worst_micro) if plan else None)
+        scope = scopes[int(idx)]
+        d = self._headers(scope, rl, tl)
+        d.allowed = False
+        d.retry_after_s = max(float(wait), 0.001)
+        d.reason = f"{_WHAT[why]} limit of {scope.name}"
+        return Admitted(d)
+
+    async def _top_up(
+        self,
+        scopes: Sequence[Scope],
+        tokens: int,
+        named: list[tuple[BudgetScope, str]],
+        worst: int,
+        asks: tuple[list[RateAsk], list[int]],
+    ) -> None:
+        """Ask for more lease without admitting anything (no request waits on it)."""
+        keys, args = self._call(scopes, tokens, "", named, worst, asks)
+        try:
+            reply = await self._run(self._admit, keys, args)
+        except (RedisError, OSError) as e:
+            self._grant(scopes, named, asks, None, time.monotonic())
+            self.guard.failed("lease top-up", e)
+            return
+        self._grant(scopes, named, asks, reply, time.monotonic())
 
     @staticmethod
     def _headers(scope: Scope | None, rl: bytes | str, tl: bytes | str) -> Decision:
@@ -296,39 +317,130 @@ class RedisAdmission:
         cost_micro: int,
     ) -> list[Crossing]:
         out: list[Crossing] = []
-        if scopes:  # frees what a fallback admission took; a no-op otherwise
+        entry = self._admitted.pop(request_id, None) if scopes else None
+        if scopes and entry is None:  # admitted by the fallback books
             await self.fallback.limiter.settle(scopes, estimated, actual, request_id)
         if reservation is not None and reservation.local:
             out = await self.fallback.budgets.settle(reservation, cost_micro)
             reservation = None
         if reservation is not None and (reservation.settled or not reservation.scopes):
             reservation = None
-        if reservation is None and (not scopes or not self.guard.usable()):
-            return out  # a reservation made in Redis is settled there even while the guard is open
-        keys: list[str] = []
-        args: list[int | str] = [estimated - actual, request_id, len(scopes)]
-        args += [-reservation.worst_micro, cost_micro] if reservation else [0, 0]
-        for s in scopes:
-            keys += [f"{RATE_PREFIX}{s.name}:b", f"{RATE_PREFIX}{s.name}:p"]
-            args.append(_arg(s.tpm))
+        if reservation is None and entry is None:
+            return out
         if reservation is not None:
             reservation.settled = True
-            keys += [BUDGET_PREFIX + b for _, b in reservation.scopes]
-        try:
-            after = await self._run(self._settle, keys, args, lazy=True)  # shares a write
-        except (RedisError, OSError) as e:
-            self.guard.failed("settle", e)
-            if reservation is not None:  # remember the spend locally; the ledger has it too
-                book = self.fallback.budgets.spent
-                for _, b in reservation.scopes:
-                    book[b] = book.get(b, 0) + cost_micro
+        queued, offsets = self.leases.settle(
+            scopes if entry is not None else (),
+            estimated,
+            actual,
+            request_id,
+            entry is not None and entry[0],
+            reservation,
+            cost_micro,
+        )
+        if not queued:
             return out
+        batch = self._batch
+        if batch is None:
+            loop = asyncio.get_running_loop()
+            batch = self._batch = loop.create_future()
+            if self._timer is None:
+                self._timer = loop.call_later(PUSH_S, self._push_now)
+        bases = await batch  # the spend of each book before the push
         if reservation is None:
             return out
         return [
-            Crossing(s, b, int(a) - cost_micro, int(a))
-            for (s, b), a in zip(reservation.scopes, after, strict=True)
+            Crossing(s, b, bases[b] + off, bases[b] + off + cost_micro)
+            for (s, b), off in zip(reservation.scopes, offsets, strict=True)
+            if b in bases
         ]
+
+    def _push_now(self) -> asyncio.Task[None] | None:
+        """Send everything settled or given back since the last push, in one script call,
+        ahead of any call made after this one."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self.leases.dirty():
+            return None
+        rate, books = self.leases.drain()
+        batch, self._batch = self._batch, None
+        keys = _keys([p.scope for p in rate])
+        args: list[int | str] = [len(rate), self.prefix, str(self.lease_ttl_s)]
+        for p in rate:
+            args += [_arg(p.scope.rpm), _arg(p.scope.tpm), p.requests, p.tokens]
+            args += [p.slots_from, p.slots_to, p.refresh, len(p.ids), *p.ids]
+        for b in books:
+            keys.append(BUDGET_PREFIX + b.bucket)
+            args += [b.spent, b.reserved]
+        sent = None
+        if self.wire is not None:
+            sent = self.wire.submit(self._push_script.sha, keys, args)
+        task = asyncio.get_running_loop().create_task(
+            self._pushed(rate, books, batch, sent, keys, args)
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _pushed(
+        self,
+        rate: list[RatePush],
+        books: list[BookPush],
+        batch: asyncio.Future[dict[str, int]] | None,
+        sent: asyncio.Future[Any] | None,
+        keys: list[str],
+        args: list[int | str],
+    ) -> None:
+        """Wait for a push's answer: each book's spend before it goes to the settlements
+        waiting on `batch` (for their crossings)."""
+        bases: dict[str, int] = {}
+        try:
+            try:
+                after = await sent if sent is not None else None
+            except ResponseError as e:
+                if not str(e).startswith("NOSCRIPT"):
+                    raise
+                after = None
+            if after is None:
+                after = await self._run(self._push_script, keys, args)
+            bases = {b.bucket: int(a) - b.spent for b, a in zip(books, after, strict=True)}
+        except (RedisError, OSError) as e:
+            self.guard.failed("settle", e)
+            book = self.fallback.budgets.spent  # the ledger has the spend too
+            for b in books:
+                book[b.bucket] = book.get(b.bucket, 0) + b.spent
+        finally:
+            self.leases.pushed(rate)
+            if batch is not None and not batch.done():
+                batch.set_result(bases)
+
+    async def _keep(self) -> None:
+        """While leases are held: give back idle ones, keep leased slots alive."""
+        try:
+            while self.leases.held():
+                await asyncio.sleep(KEEP_S)
+                if self.guard.usable():
+                    clock = time.monotonic()
+                    if self.leases.release(clock - IDLE_S, clock - self.lease_ttl_s / 3, clock):
+                        self._push_now()
+        finally:
+            self._keeper = None
+
+    async def aclose(self) -> None:
+        """Give every lease back and push what is owed, then close the connection."""
+        if self._keeper is not None:
+            self._keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keeper
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.leases.release(math.inf, -math.inf, time.monotonic())
+        pushing = self._push_now()
+        if pushing is not None:
+            await pushing
+        if self.wire is not None:
+            await self.wire.aclose()
 
     async def seed(self, scope: BudgetScope, spent_micro: int) -> None:
         await self.fallback.seed(scope, spent_micro)
@@ -341,3 +453,10 @@ class RedisAdmission:
 
     def prune(self) -> None:
         self.fallback.prune()
+        self.leases.prune((self.now() - dt.timedelta(days=32)).date().isoformat())
+        stale = time.monotonic() - PARALLEL_TTL_S
+        for rid, (leased, at, scopes) in list(self._admitted.items()):
+            if at < stale:  # never settled: stop holding its slot
+                del self._admitted[rid]
+                if leased:
+                    self.leases.forget_slot(scopes)

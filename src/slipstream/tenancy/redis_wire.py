@@ -1,16 +1,17 @@
-"""A lean, pipelined Redis connection for the two script calls on the request path.
+"""A lean, pipelined Redis connection for the admission scripts.
 
 redis-py costs ~250 µs of CPU per command on the 2-core development box (its pool, retry
 and timeout wrappers, asyncio streams and observability hooks), against ~60 µs for the same
 EVALSHA written straight to the transport and parsed by hiredis in C (measured with uvloop;
-~30 µs each when 32 requests share the connection). Admission and settlement are one script
-call each, so this is most of what Redis costs a request.
+~30 µs each when 32 requests share the connection). With leases (leases.py) most requests
+make no call at all; the ones left (admissions not covered by leases, lease top-ups, pushes
+of settlements) go through here.
 
 One connection per `Tenancy`, opened on first use: calls are queued without a lock or a
 pool, the commands of one event-loop iteration leave in one write, and replies are matched
-to callers in order. Settlements are sent lazily: with the next admission's write, or within
-`LAZY_S` (5 ms) — at concurrency 1 that halves the send syscalls Redis adds to a request, the
-largest part of its remaining cost on a small VM. A call that times out closes the
+to callers in order. `submit` queues a call at once, so Redis runs it before any call made
+after it (a push of settlements before the admission that must see them). Lazy calls go
+with the next eager write, or within `LAZY_S` (5 ms). A call that times out closes the
 connection, failing the calls behind it; the next call reconnects. Errors are
 `ConnectionError`/`TimeoutError` (OSError) or redis-py's `ResponseError` (a RedisError), as
 with redis-py, so callers' fallbacks stay the same. Only plain TCP or Unix-socket
@@ -213,6 +214,23 @@ class RedisWire:
                 raise
         await self.call(pack(b"SCRIPT", b"LOAD", script))
         return await self.call(command)
+
+    def submit(
+        self, sha: str, keys: Sequence[str], args: Sequence[int | str]
+    ) -> asyncio.Future[Any] | None:
+        """EVALSHA queued now, so it reaches Redis before any command sent after it (e.g.
+        settlements that an admission must see), or None if the connection is not open yet
+        (use `evalsha`). Its reply may be a NOSCRIPT ResponseError."""
+        conn = self._conn
+        if conn is None or conn.transport is None:
+            return None
+        loop = conn.loop
+        if self._loop is not loop or asyncio.get_running_loop() is not loop:
+            return None
+        f: asyncio.Future[Any] = loop.create_future()
+        conn.expect(f)
+        conn.send(self.bulks.evalsha(sha, keys, args), lazy=False)
+        return f
 
     async def call(self, command: bytes, lazy: bool = False) -> Any:
         loop = asyncio.get_running_loop()  # a getpid() syscall each on Python 3.11: once
