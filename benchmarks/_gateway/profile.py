@@ -26,7 +26,7 @@ def start(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes] | None
     if exe is None:
         return None
     argv = [exe, "record", "--pid", str(pid), "--duration", str(max(1, int(seconds))),
-            "--rate", "200", "--format", "raw", "--nonblocking", "--output", str(out)]  # fmt: skip
+            "--rate", "400", "--format", "raw", "--nonblocking", "--output", str(out)]  # fmt: skip
     log = out.with_suffix(".log").open("wb")
     return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
 

@@ -1,6 +1,7 @@
 """A process that writes ledger rows under load until it is killed (for the kill -9 test).
 
-Usage: python ledger_child.py URL SCHEMA INTERVAL_S. Prints each request id once it is queued.
+Usage: python ledger_child.py URL SCHEMA INTERVAL_S [thread|process]. Prints each request id
+once it is queued; "process" (the gateway's default) hands rows to a writer process.
 """
 
 from __future__ import annotations
@@ -10,13 +11,19 @@ import time
 
 from slipstream.store import SpendRow, Store
 from slipstream.store.records import utcnow
+from slipstream.tenancy.ledger_process import LedgerProcess
 from slipstream.tenancy.spend_writer import SpendWriter
 
 
 def main() -> None:
     url, schema, interval = sys.argv[1], sys.argv[2] or None, float(sys.argv[3])
+    kind = sys.argv[4] if len(sys.argv) > 4 else "thread"
     store = Store.open(url, schema=schema)
-    writer = SpendWriter(store.spend.insert, interval_s=interval)
+    writer: SpendWriter | LedgerProcess
+    if kind == "process":
+        writer = LedgerProcess(url, schema, interval_s=interval)
+    else:
+        writer = SpendWriter(store.spend.insert, interval_s=interval)
     writer.start()
     i = 0
     while True:

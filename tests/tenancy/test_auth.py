@@ -152,7 +152,7 @@ def test_request_context_carries_the_tenant_but_not_the_key(sqlite_store: Store)
             async def post(self, ctx) -> None:
                 return None
 
-        gw.stages.append(Spy())
+        gw.stages = [*gw.stages, Spy()]
         headers = {**bearer(good), "x-slipstream-tags": "a, b", "x-slipstream-end-user": "u1"}
         await gw.handle("chat/completions", chat(), None, headers)
         await tenancy.aclose()

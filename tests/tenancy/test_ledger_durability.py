@@ -19,6 +19,7 @@ from tests.store.conftest import PG_URL, pg_schema
 
 from slipstream.store import SpendRow, Store
 from slipstream.store.records import utcnow
+from slipstream.tenancy.ledger_process import LedgerProcess
 from slipstream.tenancy.spend_writer import SpendWriter
 
 CHILD = Path(__file__).with_name("ledger_child.py")
@@ -26,12 +27,30 @@ INTERVAL_S = 0.2
 SLACK_S = 0.5  # one flush in flight + scheduling on a busy 2-core machine
 
 
-def _kill_during_load(url: str, schema: str) -> tuple[list[tuple[float, str]], set[str], float]:
+def _settled_ids(url: str, schema: str) -> list[str]:
+    """The stored request ids once the count stops changing (a writer process left behind by
+    a killed gateway writes what it was handed, then exits)."""
+    store = Store.open(url, schema=schema or None)
+    try:
+        last, ids = -1, store.spend.request_ids()
+        deadline = time.monotonic() + 15
+        while len(ids) != last and time.monotonic() < deadline:
+            last = len(ids)
+            time.sleep(0.5)
+            ids = store.spend.request_ids()
+        return ids
+    finally:
+        store.close()
+
+
+def _kill_during_load(
+    url: str, schema: str, kind: str
+) -> tuple[list[tuple[float, str]], set[str], float]:
     """Run the writer child, kill -9 it mid-load; what it queued (when) and what was stored."""
     Store.open(url, schema=schema or None).close()  # migrate before the clock starts
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
     child = subprocess.Popen(
-        [sys.executable, str(CHILD), url, schema, str(INTERVAL_S)],
+        [sys.executable, str(CHILD), url, schema, str(INTERVAL_S), kind],
         stdout=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     produced: list[tuple[float, str]] = []
@@ -51,20 +70,18 @@ def _kill_during_load(url: str, schema: str) -> tuple[list[tuple[float, str]], s
     killed_at = time.monotonic()
     child.wait()
     reader.join(5)
-    store = Store.open(url, schema=schema or None)
-    stored = set(store.spend.request_ids())
-    store.close()
-    return produced, stored, killed_at
+    return produced, set(_settled_ids(url, schema)), killed_at
 
 
+@pytest.mark.parametrize("kind", ["process", "thread"])
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_kill_9_loses_at_most_one_flush_interval(backend: str, tmp_path: Path) -> None:
+def test_kill_9_loses_at_most_one_flush_interval(backend: str, kind: str, tmp_path: Path) -> None:
     if backend == "sqlite":
         url, schemas = f"sqlite:///{tmp_path / 'ledger.db'}", iter([""])
     else:
         url, schemas = PG_URL, pg_schema()
     for schema in schemas:
-        produced, stored, killed_at = _kill_during_load(url, schema)
+        produced, stored, killed_at = _kill_during_load(url, schema, kind)
         lost = [(t, rid) for t, rid in produced if rid not in stored]
         assert len(produced) > 300 and len(stored) > 200
         assert stored <= {rid for _, rid in produced}
@@ -99,12 +116,17 @@ def _set_down(name: str, down: bool) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("kind", ["process", "thread"])
 def test_a_10_second_database_outage_loses_no_rows(
-    outage_db: str, caplog: pytest.LogCaptureFixture
+    outage_db: str, kind: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     url = PG_URL.rsplit("/", 1)[0] + "/" + outage_db
     store = Store.open(url)
-    writer = SpendWriter(store.spend.insert, interval_s=INTERVAL_S)
+    writer: SpendWriter | LedgerProcess
+    if kind == "process":
+        writer = LedgerProcess(url, interval_s=INTERVAL_S)
+    else:
+        writer = SpendWriter(store.spend.insert, interval_s=INTERVAL_S)
     writer.start()
     n = 0
 

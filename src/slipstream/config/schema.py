@@ -161,6 +161,9 @@ class TenancyConfig(_Frozen):
     key_refresh_s: float = Field(5.0, gt=0)  # how often keys/teams are reloaded from the DB
     spend_flush_s: float = Field(0.5, gt=0, le=60)  # ledger flush interval: the crash-loss bound
     spend_queue_max: int = Field(100_000, ge=1)  # rows held while the DB is down
+    # who writes the ledger: a child process (default; keeps the database work off the event
+    # loop's GIL) or a thread of the gateway (SQLite in memory always uses the thread)
+    spend_writer: Literal["process", "thread"] = "process"
     default_max_tokens: int = Field(4096, ge=1)  # budget worst case when a request sets none
     budget_alert_url: str | None = None  # webhook POSTed at the thresholds below
     budget_alert_thresholds: tuple[float, ...] = (0.5, 0.8, 1.0)

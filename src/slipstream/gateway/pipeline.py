@@ -32,6 +32,7 @@ from slipstream.gateway.redact import Redactor
 from slipstream.gateway.resilience import ResilientCaller
 from slipstream.gateway.routing import HashRing, make_router
 from slipstream.gateway.stages import Stage, default_stages
+from slipstream.gateway.stages.base import does_work
 from slipstream.gateway.state import GatewayState, ModelGroup
 from slipstream.gateway.stream import GatewayStream, response_headers
 from slipstream.providers.base import Endpoint, Provider, ProviderError, ProviderResponse
@@ -77,11 +78,23 @@ class Gateway:
         self.metrics = GatewayMetrics(registry)
         self.clock = clock or Clock()
         self.rng = rng or random.Random()
-        self.stages: list[Stage] = stages(self.metrics)  # the chain; see stages/__init__.py
+        self.stages = stages(self.metrics)  # the chain; see stages/__init__.py
         self._caller = ResilientCaller(self.metrics, self.clock, self.rng)
         self._retiring: set[asyncio.Task[None]] = set()
         self._orphans: list[Deployment] = []  # removed by a reload made outside the loop
         self._state = self._build(config, previous=None)
+
+    @property
+    def stages(self) -> list[Stage]:
+        return self._stages
+
+    @stages.setter
+    def stages(self, chain: list[Stage]) -> None:
+        """The chain, and the hooks that do work (indexes into it: a stage's post runs only if
+        the pre of every stage before it completed)."""
+        self._stages = list(chain)
+        self._pres = [(i, s) for i, s in enumerate(self._stages) if does_work(s.pre)]
+        self._posts = [(i, s) for i, s in enumerate(self._stages) if does_work(s.post)][::-1]
 
     @property
     def config(self) -> GatewayConfig:
@@ -182,24 +195,27 @@ class Gateway:
     # -- internals -----------------------------------------------------------------------
 
     async def _pre(self, ctx: RequestContext) -> int:
-        ran = 0
+        """Run the pre hooks; returns how many stages completed theirs (all of them)."""
         timings = ctx.stage_s
-        try:
-            for stage in self.stages:
-                t0 = time.perf_counter()
+        clock = time.perf_counter
+        for at, stage in self._pres:
+            t0 = clock()
+            try:
                 await stage.pre(ctx)
-                timings[stage.name] = time.perf_counter() - t0
-                ran += 1
-        except ProviderError as e:
-            raise await self._fail(ctx, e, ran) from None
-        return ran
+            except ProviderError as e:  # the stages before this one get their post
+                raise await self._fail(ctx, e, at) from None
+            timings[stage.name] = clock() - t0
+        return len(self._stages)
 
     async def _post(self, ctx: RequestContext, ran: int) -> None:
         timings = ctx.stage_s
-        for stage in reversed(self.stages[:ran]):
-            t0 = time.perf_counter()
+        clock = time.perf_counter
+        for at, stage in self._posts:
+            if at >= ran:
+                continue
+            t0 = clock()
             await stage.post(ctx)  # the meter's own post is measured after it has logged
-            timings[stage.name] = timings.get(stage.name, 0.0) + time.perf_counter() - t0
+            timings[stage.name] = timings.get(stage.name, 0.0) + clock() - t0
 
     async def _fail(self, ctx: RequestContext, error: ProviderError, ran: int) -> GatewayError:
         ctx.error = error

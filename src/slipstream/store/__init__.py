@@ -20,12 +20,14 @@ class Store:
     engine: Engine
     tenants: TenantStore
     spend: SpendStore
+    url: str | None = None  # what it was opened with: the ledger's writer process opens it too
+    schema: str | None = None
 
     @classmethod
     def open(cls, url: str | None = None, *, schema: str | None = None) -> Store:
         engine = open_engine(url, schema=schema)
         migrate(engine)
-        return cls(engine, TenantStore(engine), SpendStore(engine))
+        return cls(engine, TenantStore(engine), SpendStore(engine), url or DEFAULT_URL, schema)
 
     def close(self) -> None:
         self.engine.dispose()

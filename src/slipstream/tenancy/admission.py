@@ -8,7 +8,8 @@ with the real usage, the concurrency slot is released, and the budget reservatio
 by the real cost.
 
 `LocalAdmission` keeps the books in this process; `RedisAdmission` (redis_admission.py)
-shares them between replicas with one Lua script to admit and one to settle.
+shares them between replicas: capacity is leased from Redis in chunks by one script call and
+spent locally while it lasts, and settlements go back in batched pushes (leases.py).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from slipstream.tenancy.budgets import (
 from slipstream.tenancy.ratelimit import Decision, MemoryLimiter, Scope
 
 
-@dataclass
+@dataclass(slots=True)
 class Admitted:
     """What admission decided: `limits` refused (nothing taken), or the budget refused
     (`budget` is a Refusal; nothing taken either), or both passed (`budget` is the

@@ -26,13 +26,13 @@ class BudgetScope:
     window: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class BudgetPlan:
     scopes: list[BudgetScope]
     worst_micro: int
 
 
-@dataclass
+@dataclass(slots=True)
 class Reservation:
     scopes: list[tuple[BudgetScope, str]]  # (scope, bucket name incl. the window start)
     worst_micro: int
@@ -68,6 +68,34 @@ def bucket_name(scope: BudgetScope, now: dt.datetime) -> str:
     return f"{scope.name}:{window_start(scope.window, now).isoformat()}"
 
 
+class BucketNames:
+    """`bucket_name` for lists of scopes, worked out once per UTC day (a window can only turn
+    at midnight). Lists are kept by identity (the limits stage shares one list per key), with
+    the list itself held so its id cannot be reused while cached."""
+
+    MAX = 4096
+
+    def __init__(self) -> None:
+        self._day_start = dt.datetime.min.replace(tzinfo=dt.UTC)
+        self._day_end = self._day_start
+        self._cache: dict[int, tuple[Sequence[BudgetScope], list[tuple[BudgetScope, str]]]] = {}
+
+    def of(self, scopes: Sequence[BudgetScope], now: dt.datetime) -> list[tuple[BudgetScope, str]]:
+        """(scope, book name) pairs; the returned list is shared: never change it."""
+        if not self._day_start <= now < self._day_end:
+            start = dt.datetime.combine(now.astimezone(dt.UTC).date(), dt.time(), dt.UTC)
+            self._day_start, self._day_end = start, start + dt.timedelta(days=1)
+            self._cache.clear()
+        hit = self._cache.get(id(scopes))
+        if hit is not None and hit[0] is scopes:
+            return hit[1]
+        if len(self._cache) >= self.MAX:
+            self._cache.clear()
+        named = [(s, bucket_name(s, now)) for s in scopes]
+        self._cache[id(scopes)] = (scopes, named)
+        return named
+
+
 def window_end(window: str | None, now: dt.datetime) -> dt.datetime:
     start = window_start(window, now)
     if window == "weekly":
@@ -94,10 +122,11 @@ class MemoryBudgets:
     now: Callable[[], dt.datetime] = utcnow
     spent: dict[str, int] = field(default_factory=dict)
     reserved: dict[str, int] = field(default_factory=dict)
+    names: BucketNames = field(default_factory=BucketNames, repr=False)
 
     async def reserve(self, scopes: Sequence[BudgetScope], worst: int) -> Reservation | Refusal:
         now = self.now()
-        named = [(s, bucket_name(s, now)) for s in scopes]
+        named = self.names.of(scopes, now)
         for s, b in named:
             spent = self.spent.get(b, 0)
             if spent + self.reserved.get(b, 0) >= s.limit_micro:

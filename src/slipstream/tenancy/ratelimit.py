@@ -29,7 +29,7 @@ class Scope:
     max_parallel: int | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class Decision:
     allowed: bool
     retry_after_s: float = 0.0
@@ -61,104 +61,98 @@ def rate_headers(
     return h
 
 
-@dataclass
-class TokenBucket:
-    """`capacity` per minute, refilled continuously; `level` may go negative (usage debt)."""
+class _ScopeState:
+    """One scope's books in memory: both buckets (refilled together) and its running count."""
 
-    capacity: float
-    level: float
-    stamp: float
+    __slots__ = ("parallel", "requests", "rpm", "stamp", "tokens", "tpm")
+
+    def __init__(self, rpm: int | None, tpm: int | None, now: float) -> None:
+        self.rpm, self.tpm = rpm, tpm
+        self.requests = float(rpm or 0)
+        self.tokens = float(tpm or 0)
+        self.stamp = now
+        self.parallel = 0
 
     def refill(self, now: float) -> None:
-        rate = self.capacity / WINDOW_S
-        self.level = min(self.capacity, self.level + (now - self.stamp) * rate)
+        elapsed = now - self.stamp
         self.stamp = now
-
-    def wait_for(self, amount: float) -> float:
-        """Seconds until `amount` is available (0 if it is now)."""
-        missing = amount - self.level
-        return 0.0 if missing <= 0 else missing / (self.capacity / WINDOW_S)
-
-    def reset_s(self) -> float:
-        return (self.capacity - self.level) / (self.capacity / WINDOW_S)
+        if self.rpm is not None:
+            self.requests = min(self.rpm, self.requests + elapsed * self.rpm / WINDOW_S)
+        if self.tpm is not None:
+            self.tokens = min(self.tpm, self.tokens + elapsed * self.tpm / WINDOW_S)
 
 
 class MemoryLimiter:
-    """In-process limits for one replica (asyncio: each call runs without interleaving)."""
+    """In-process limits for one replica (asyncio: each call runs without interleaving).
+
+    Each scope's two buckets and concurrency count live in one object found with one dict
+    lookup, and the headers are built for the first scope only: this runs on every request.
+    """
 
     def __init__(self, now: Callable[[], float] = time.monotonic) -> None:
         self._now = now
-        self._buckets: dict[tuple[str, str], TokenBucket] = {}
-        self._parallel: dict[str, int] = {}
+        self._states: dict[str, _ScopeState] = {}
 
-    def _bucket(self, scope: str, kind: str, capacity: int, now: float) -> TokenBucket:
-        b = self._buckets.get((scope, kind))
-        if b is None or b.capacity != capacity:
-            b = TokenBucket(float(capacity), float(capacity), now)
-            self._buckets[(scope, kind)] = b
-        b.refill(now)
-        return b
+    def _state(self, s: Scope, now: float) -> _ScopeState:
+        st = self._states.get(s.name)
+        if st is None or st.rpm != s.rpm or st.tpm != s.tpm:  # new, or its limits changed
+            parallel = st.parallel if st is not None else 0
+            st = self._states[s.name] = _ScopeState(s.rpm, s.tpm, now)
+            st.parallel = parallel
+        else:
+            st.refill(now)
+        return st
 
     async def acquire(self, scopes: Sequence[Scope], tokens: int, request_id: str) -> Decision:
         now = self._now()
-        plan: list[tuple[TokenBucket | None, TokenBucket | None, Scope]] = []
-        for s in scopes:
-            rb = self._bucket(s.name, "r", s.rpm, now) if s.rpm is not None else None
-            tb = self._bucket(s.name, "t", s.tpm, now) if s.tpm is not None else None
-            if rb is not None and rb.level < 1:
-                return self._refuse(s, "requests per minute", rb.wait_for(1), rb, tb)
-            need = min(tokens, s.tpm) if s.tpm is not None else 0
-            if tb is not None and tb.level < need:
-                return self._refuse(s, "tokens per minute", tb.wait_for(need), rb, tb)
-            if s.max_parallel is not None and self._parallel.get(s.name, 0) >= s.max_parallel:
-                return self._refuse(s, "concurrent requests", 1.0, rb, tb)
-            plan.append((rb, tb, s))
-        for rb, tb, s in plan:
-            if rb is not None:
-                rb.level -= 1
-            if tb is not None:
-                tb.level -= tokens
-            if s.max_parallel is not None:
-                self._parallel[s.name] = self._parallel.get(s.name, 0) + 1
-        return Decision(True, headers=self._headers(plan[0]) if plan else {})
+        states = [self._state(s, now) for s in scopes]
+        for s, st in zip(scopes, states, strict=True):
+            if s.rpm is not None and st.requests < 1:
+                wait = (1 - st.requests) * WINDOW_S / s.rpm
+                return self._refuse(s, st, "requests per minute", wait)
+            if s.tpm is not None and st.tokens < min(tokens, s.tpm):
+                wait = (min(tokens, s.tpm) - st.tokens) * WINDOW_S / s.tpm
+                return self._refuse(s, st, "tokens per minute", wait)
+            if s.max_parallel is not None and st.parallel >= s.max_parallel:
+                return self._refuse(s, st, "concurrent requests", 1.0)
+        for st in states:
+            st.requests -= 1
+            st.tokens -= tokens
+            st.parallel += 1
+        return Decision(True, headers=_headers(scopes[0], states[0]) if scopes else {})
 
     def undo(self, scopes: Sequence[Scope], tokens: int) -> None:
         """Give back what an `acquire` that admitted just took (called before anything else
         ran, so no refill happened in between): admission refused by the budget takes nothing."""
         for s in scopes:
-            if s.rpm is not None:
-                self._buckets[(s.name, "r")].level += 1
-            if s.tpm is not None:
-                self._buckets[(s.name, "t")].level += tokens
-            if s.max_parallel is not None:
-                self._parallel[s.name] = max(0, self._parallel.get(s.name, 0) - 1)
+            st = self._states[s.name]
+            st.requests += 1
+            st.tokens += tokens
+            st.parallel = max(0, st.parallel - 1)
 
     async def settle(
         self, scopes: Sequence[Scope], estimated: int, actual: int, request_id: str
     ) -> None:
         now = self._now()
         for s in scopes:
+            st = self._states.get(s.name)
+            if st is None:
+                continue  # never admitted here (e.g. admitted through Redis)
             if s.tpm is not None and actual != estimated:
-                tb = self._bucket(s.name, "t", s.tpm, now)
-                tb.level = min(tb.capacity, tb.level + estimated - actual)
-            if s.max_parallel is not None:
-                self._parallel[s.name] = max(0, self._parallel.get(s.name, 0) - 1)
+                st.refill(now)
+                st.tokens = min(s.tpm, st.tokens + estimated - actual)
+            st.parallel = max(0, st.parallel - 1)
 
-    def _headers(
-        self, item: tuple[TokenBucket | None, TokenBucket | None, Scope]
-    ) -> dict[str, str]:
-        rb, tb, s = item
-        return rate_headers(
-            s,
-            rb.level if rb else 0,
-            tb.level if tb else 0,
-            rb.reset_s() if rb else 0,
-            tb.reset_s() if tb else 0,
-        )
+    @staticmethod
+    def _refuse(s: Scope, st: _ScopeState, what: str, wait: float) -> Decision:
+        return Decision(False, max(wait, 0.001), f"{what} limit of {s.name}", _headers(s, st))
 
-    def _refuse(
-        self, s: Scope, what: str, wait: float, rb: TokenBucket | None, tb: TokenBucket | None
-    ) -> Decision:
-        return Decision(
-            False, max(wait, 0.001), f"{what} limit of {s.name}", self._headers((rb, tb, s))
-        )
+
+def _headers(s: Scope, st: _ScopeState) -> dict[str, str]:
+    return rate_headers(
+        s,
+        st.requests,
+        st.tokens,
+        (s.rpm - st.requests) * WINDOW_S / s.rpm if s.rpm else 0,
+        (s.tpm - st.tokens) * WINDOW_S / s.tpm if s.tpm else 0,
+    )

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from slipstream.store.records import KeyRecord, OrgRecord, TeamRecord
@@ -16,7 +17,7 @@ END_USER_HEADER = "x-slipstream-end-user"
 MAX_TAGS = 16
 
 
-@dataclass
+@dataclass(slots=True)
 class TenantRequest:
     key: KeyRecord | None = None  # None: master key or auth off
     team: TeamRecord | None = None
@@ -25,12 +26,12 @@ class TenantRequest:
     tags: tuple[str, ...] = ()
     prompt_estimate: int = 0  # tokens, from the body size
     max_tokens: int | None = None
-    limit_scopes: list[Scope] = field(default_factory=list)
+    limit_scopes: Sequence[Scope] = ()
     limit_tokens: int = 0  # what the limiter took for tokens/min on entry
     reservation: Reservation | None = None
     cost_micro: int | None = None  # set by the spend stage's post
     counted_chars: int = 0  # streamed completion text seen (usage fallback)
-    response_headers: dict[str, str] = field(default_factory=dict)
+    response_headers: Mapping[str, str] | None = None  # x-ratelimit-*, set by the limits stage
 
 
 def estimate_prompt_tokens(body: dict[str, Any], raw: bytes | None) -> int:
@@ -57,13 +58,18 @@ def requested_max_tokens(body: dict[str, Any]) -> int | None:
 def request_tags(
     headers: dict[str, str], body: dict[str, Any], key_tags: tuple[str, ...]
 ) -> tuple[str, ...]:
-    tags = list(key_tags)
     h = headers.get(TAGS_HEADER)
-    if h:
-        tags += [t.strip() for t in h.split(",")]
     meta = body.get("metadata")
-    if isinstance(meta, dict) and isinstance(meta.get("tags"), list):
-        tags += [str(t) for t in meta["tags"]]
+    if not h and not isinstance(meta, dict):  # the usual request: the key's own tags
+        if not key_tags:
+            return ()
+        tags = list(key_tags)
+    else:
+        tags = list(key_tags)
+        if h:
+            tags += [t.strip() for t in h.split(",")]
+        if isinstance(meta, dict) and isinstance(meta.get("tags"), list):
+            tags += [str(t) for t in meta["tags"]]
     seen: dict[str, None] = {}
     for t in tags:
         if t and len(t) <= 200:

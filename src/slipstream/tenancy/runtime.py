@@ -29,8 +29,10 @@ from slipstream.tenancy.admission import Admission, LocalAdmission
 from slipstream.tenancy.alerts import BudgetAlerts
 from slipstream.tenancy.budgets import BudgetScope
 from slipstream.tenancy.keycache import KeyCache
+from slipstream.tenancy.ledger_process import LedgerProcess, process_supported
 from slipstream.tenancy.prices import PriceTable, unpriced
 from slipstream.tenancy.redis_admission import RedisAdmission
+from slipstream.tenancy.spend_writer import SpendWriter
 
 logger = logging.getLogger("slipstream.tenancy")
 SEED_SCOPES = ("key", "team", "org")
@@ -46,8 +48,6 @@ class Tenancy:
         redis: aioredis.Redis | None = None,
         registry: CollectorRegistry | None = None,
     ) -> None:
-        from slipstream.tenancy.spend_writer import SpendWriter
-
         self.store = store
         self.master_key = master_key
         self.config = config or TenancyConfig()
@@ -59,12 +59,23 @@ class Tenancy:
         self.alerts = BudgetAlerts(
             self.config.budget_alert_url, self.config.budget_alert_thresholds, redis
         )
-        self.writer = SpendWriter(
-            store.spend.insert,
-            interval_s=self.config.spend_flush_s,
-            max_queue=self.config.spend_queue_max,
-            registry=registry,
-        )
+        self.writer: SpendWriter | LedgerProcess
+        if self.config.spend_writer == "process" and process_supported(store.url):
+            assert store.url is not None
+            self.writer = LedgerProcess(
+                store.url,
+                store.schema,
+                interval_s=self.config.spend_flush_s,
+                max_queue=self.config.spend_queue_max,
+                registry=registry,
+            )
+        else:
+            self.writer = SpendWriter(
+                store.spend.insert,
+                interval_s=self.config.spend_flush_s,
+                max_queue=self.config.spend_queue_max,
+                registry=registry,
+            )
         self._task: asyncio.Task[None] | None = None
         self._settling: set[asyncio.Task[Any]] = set()
 

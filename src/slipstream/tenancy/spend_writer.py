@@ -14,6 +14,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
@@ -52,6 +53,11 @@ class SpendWriter:
         self._stop = threading.Event()
         self._failing = False
         self._writing = 0  # rows of the batch being written
+        # Plain totals beside the metrics, for the writer process to report (ledger_process.py).
+        self.written_total = 0
+        self.failures_total = 0
+        self.dropped_total = 0
+        self.last_error: str | None = None  # the exception's type name while writes fail
         self._thread = threading.Thread(target=self._run, name="spend-writer", daemon=True)
 
     def start(self) -> None:
@@ -62,9 +68,14 @@ class SpendWriter:
         with self._lock:
             if len(self._queue) >= self.max_queue:
                 self.metrics.dropped.inc()
+                self.dropped_total += 1
                 return False
             self._queue.append(row)
         return True
+
+    def put_values(self, values: tuple[Any, ...]) -> bool:
+        """`put` for a row given as a tuple of SpendRow's fields, in order."""
+        return self.put(SpendRow(*values))
 
     @property
     def pending(self) -> int:
@@ -100,6 +111,8 @@ class SpendWriter:
                     self._queue.extendleft(reversed(batch))  # keep order; retry next interval
                     self._writing = 0
                 self.metrics.failures.inc()
+                self.failures_total += 1
+                self.last_error = type(e).__name__
                 self.metrics.queued.set(len(self._queue))
                 if not self._failing:
                     self._failing = True
@@ -111,6 +124,8 @@ class SpendWriter:
                 return False
             self._writing = 0
             self.metrics.written.inc(len(batch))
+            self.written_total += len(batch)
+            self.last_error = None
             if self._failing:
                 self._failing = False
                 logger.warning("spend ledger: database back; writing %d queued rows", self.pending)

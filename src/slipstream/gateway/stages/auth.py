@@ -11,6 +11,7 @@ import hmac
 from typing import TYPE_CHECKING
 
 from slipstream.gateway.context import RequestContext
+from slipstream.gateway.stages.base import passthrough
 from slipstream.store.keygen import hash_key, looks_like_key
 from slipstream.tenancy.errors import forbidden, unauthorized
 from slipstream.tenancy.request import (
@@ -93,5 +94,6 @@ class AuthStage:
         t.org = snap.orgs.get(key.org_id) if key.org_id else None
         t.tags = request_tags(ctx.headers, ctx.body, key.tags)
 
+    @passthrough
     async def post(self, ctx: RequestContext) -> None:
         return None

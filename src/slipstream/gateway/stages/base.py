@@ -7,9 +7,12 @@ and for a stream after its last chunk. Only stages whose `pre` completed get a `
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
 from slipstream.gateway.context import RequestContext
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class Stage(Protocol):
@@ -18,3 +21,14 @@ class Stage(Protocol):
     async def pre(self, ctx: RequestContext) -> None: ...
 
     async def post(self, ctx: RequestContext) -> None: ...
+
+
+def passthrough(hook: F) -> F:
+    """Mark a `pre` or `post` that does nothing: the gateway then does not call it (an awaited
+    no-op with its timing costs ~0.5 µs per stage and request)."""
+    hook.passthrough = True  # type: ignore[attr-defined]
+    return hook
+
+
+def does_work(hook: Callable[..., Any]) -> bool:
+    return not getattr(hook, "passthrough", False)

@@ -13,10 +13,11 @@ import math
 from typing import TYPE_CHECKING
 
 from slipstream.gateway.context import RequestContext
-from slipstream.gateway.stages.budget import budget_plan, budget_scopes
+from slipstream.gateway.stages.budget import budget_scopes
 from slipstream.store.records import Limits
-from slipstream.tenancy.budgets import BudgetScope, Refusal
+from slipstream.tenancy.budgets import BudgetPlan, BudgetScope, Refusal
 from slipstream.tenancy.errors import too_many
+from slipstream.tenancy.prices import Price, PriceTable
 from slipstream.tenancy.ratelimit import Scope
 from slipstream.tenancy.request import EXTRA, TenantRequest
 
@@ -46,8 +47,27 @@ def scopes_of(t: TenantRequest, ctx: RequestContext) -> list[Scope]:
 MAX_PLANS = 4096
 
 
+class ScopePlan:
+    """What admission needs for one (key, team, org, model group): rate scopes, budget scopes
+    and the group's deployment prices (the budget's worst case is the dearest of them)."""
+
+    __slots__ = ("budgets", "owners", "prices", "rate")
+
+    def __init__(
+        self,
+        owners: tuple[object, ...],
+        rate: list[Scope],
+        budgets: list[BudgetScope],
+        prices: list[Price],
+    ) -> None:
+        self.owners, self.rate, self.budgets, self.prices = owners, rate, budgets, prices
+
+    def worst_micro(self, prompt_tokens: int, max_tokens: int) -> int:
+        return max(p.worst_case_micro(prompt_tokens, max_tokens) for p in self.prices)
+
+
 class ScopePlans:
-    """The rate scopes and budget scopes of (key, team, org, model group), worked out once.
+    """The plans of (key, team, org, model group), worked out once.
 
     They are the same for every request of a key until a refresh or a reload replaces one of
     those records (all frozen: a change makes a new object), so they are kept by the records'
@@ -55,23 +75,25 @@ class ScopePlans:
     The lists are shared by every request of the key: read them, never change them.
     """
 
-    def __init__(self) -> None:
-        self._plans: dict[
-            tuple[int, ...], tuple[tuple[object, ...], list[Scope], list[BudgetScope]]
-        ]
-        self._plans = {}
+    def __init__(self, prices: PriceTable) -> None:
+        self._prices = prices
+        self._plans: dict[tuple[int, ...], ScopePlan] = {}
 
-    def get(self, t: TenantRequest, ctx: RequestContext) -> tuple[list[Scope], list[BudgetScope]]:
+    def get(self, t: TenantRequest, ctx: RequestContext) -> ScopePlan:
         owners = (t.key, t.team, t.org, ctx.group)
-        ident = tuple(map(id, owners))
+        ident = (id(t.key), id(t.team), id(t.org), id(ctx.group))
         hit = self._plans.get(ident)
-        if hit is not None and all(a is b for a, b in zip(hit[0], owners, strict=True)):
-            return hit[1], hit[2]
+        if hit is not None:
+            o = hit.owners
+            if o[0] is owners[0] and o[1] is owners[1] and o[2] is owners[2] and o[3] is owners[3]:
+                return hit
         if len(self._plans) >= MAX_PLANS:  # refreshed records left old entries: start over
             self._plans.clear()
-        rate, budget = scopes_of(t, ctx), budget_scopes(t)
-        self._plans[ident] = (owners, rate, budget)
-        return rate, budget
+        group = ctx.group
+        prices = [self._prices.for_deployment(d.config) for d in group.deployments] if group else []
+        plan = ScopePlan(owners, scopes_of(t, ctx), budget_scopes(t) if group else [], prices)
+        self._plans[ident] = plan
+        return plan
 
 
 class LimitsStage:
@@ -79,20 +101,25 @@ class LimitsStage:
 
     def __init__(self, tenancy: Tenancy) -> None:
         self.tenancy = tenancy
-        self.plans = ScopePlans()
+        self.plans = ScopePlans(tenancy.prices)
 
     async def pre(self, ctx: RequestContext) -> None:
         t = ctx.extra.get(EXTRA)
         if not isinstance(t, TenantRequest):
             return
-        scopes, budgets = self.plans.get(t, ctx)
-        plan = budget_plan(self.tenancy, ctx, t, budgets)
-        if not scopes and plan is None:
+        p = self.plans.get(t, ctx)
+        scopes = p.rate
+        plan = None
+        if p.budgets and p.prices:
+            max_out = t.max_tokens or self.tenancy.config.default_max_tokens
+            plan = BudgetPlan(p.budgets, p.worst_micro(t.prompt_estimate, max_out))
+        elif not scopes:
             return
         tokens = t.prompt_estimate + (t.max_tokens or 0)
         a = await self.tenancy.admission.admit(scopes, tokens, ctx.request_id, plan)
         d = a.limits
-        t.response_headers.update(d.headers)
+        if d.headers:
+            t.response_headers = d.headers
         if not d.allowed:
             raise too_many(
                 f"Rate limit reached: {d.reason}. Retry after {d.retry_after_s:.2f}s.",
@@ -114,11 +141,16 @@ class LimitsStage:
         t = ctx.extra.get(EXTRA)
         if not isinstance(t, TenantRequest) or (not t.limit_scopes and t.reservation is None):
             return
-        actual = ctx.usage.total_tokens if ctx.usage is not None else t.limit_tokens
-        await self.tenancy.settle(self._settle(t, actual, ctx.request_id))
+        u = ctx.usage
+        actual = u.prompt_tokens + u.completion_tokens if u is not None else t.limit_tokens
+        if self.tenancy.redis is None:  # in memory: no I/O, nothing to wait for
+            await self._settle(t, actual, ctx.request_id)
+        else:
+            await self.tenancy.settle(self._settle(t, actual, ctx.request_id))
 
     async def _settle(self, t: TenantRequest, actual: int, request_id: str) -> None:
         crossings = await self.tenancy.admission.settle(
             t.limit_scopes, t.limit_tokens, actual, request_id, t.reservation, t.cost_micro or 0
         )
-        self.tenancy.alerts.check(crossings)
+        if crossings:
+            self.tenancy.alerts.check(crossings)

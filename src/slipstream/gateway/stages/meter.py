@@ -12,6 +12,7 @@ import orjson
 
 from slipstream.gateway.context import RequestContext
 from slipstream.gateway.metrics import GatewayMetrics
+from slipstream.gateway.stages.base import passthrough
 
 logger = logging.getLogger("slipstream.gateway.requests")
 
@@ -22,6 +23,7 @@ class MeterStage:
     def __init__(self, metrics: GatewayMetrics) -> None:
         self.metrics = metrics
 
+    @passthrough
     async def pre(self, ctx: RequestContext) -> None:
         return None
 

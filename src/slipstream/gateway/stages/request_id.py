@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from slipstream.gateway.context import RequestContext
+from slipstream.gateway.stages.base import passthrough
 
 MAX_ID_LEN = 128
 
@@ -28,5 +29,6 @@ class RequestIdStage:
         else:
             ctx.request_id = new_request_id()
 
+    @passthrough
     async def post(self, ctx: RequestContext) -> None:
         return None

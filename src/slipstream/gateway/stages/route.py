@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from slipstream.gateway.context import RequestContext
 from slipstream.gateway.resilience import ROUTE_HEADER
+from slipstream.gateway.stages.base import passthrough
 from slipstream.providers.base import ErrorKind, ProviderError
 
 
@@ -36,5 +37,6 @@ class RouteStage:
             )
         ctx.group = group
 
+    @passthrough
     async def post(self, ctx: RequestContext) -> None:
         return None

@@ -11,8 +11,9 @@ import math
 from typing import TYPE_CHECKING
 
 from slipstream.gateway.context import RequestContext
+from slipstream.gateway.stages.base import passthrough
 from slipstream.providers.base import Usage
-from slipstream.store.records import SpendRow, utcnow
+from slipstream.store.records import utcnow
 from slipstream.tenancy.request import CHARS_PER_TOKEN, EXTRA, TenantRequest
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ class SpendStage:
     def __init__(self, tenancy: Tenancy) -> None:
         self.tenancy = tenancy
 
+    @passthrough
     async def pre(self, ctx: RequestContext) -> None:
         return None
 
@@ -47,26 +49,25 @@ class SpendStage:
         cost = price.cost_micro(usage) if usage is not None else 0
         t.cost_micro = cost
         key, team, org = t.key, t.team, t.org
-        self.tenancy.writer.put(
-            SpendRow(
-                ts=utcnow(),
-                request_id=ctx.request_id,
-                status=ctx.status,
-                org_id=org.id if org else (key.org_id if key else None),
-                team_id=team.id if team else (key.team_id if key else None),
-                key_id=key.id if key else None,
-                end_user=t.end_user,
-                model=ctx.served_model or (ctx.group.name if ctx.group else None),
-                deployment=d.name,
-                provider=d.config.provider,
-                prompt_tokens=usage.prompt_tokens if usage else 0,
-                cached_tokens=usage.cached_tokens if usage else 0,
-                completion_tokens=usage.completion_tokens if usage else 0,
-                cost_micro=cost,
-                latency_ms=round(ctx.elapsed_s() * 1e3, 3),
-                ttft_ms=round(ctx.ttft_s * 1e3, 3) if ctx.ttft_s is not None else None,
-                stream=ctx.stream,
-                usage_source=source,
-                tags=t.tags,
-            )
-        )
+        # SpendRow's fields in order, as a tuple (the writer takes it as it is: no object per row)
+        self.tenancy.writer.put_values((
+            utcnow(),
+            ctx.request_id,
+            ctx.status,
+            org.id if org else (key.org_id if key else None),
+            team.id if team else (key.team_id if key else None),
+            key.id if key else None,
+            t.end_user,
+            ctx.served_model or (ctx.group.name if ctx.group else None),
+            d.name,
+            d.config.provider,
+            usage.prompt_tokens if usage else 0,
+            usage.cached_tokens if usage else 0,
+            usage.completion_tokens if usage else 0,
+            cost,
+            round(ctx.elapsed_s() * 1e3, 3),
+            round(ctx.ttft_s * 1e3, 3) if ctx.ttft_s is not None else None,
+            ctx.stream,
+            source,
+            t.tags,
+        ))  # fmt: skip
