@@ -78,7 +78,10 @@ def test_gateway_sends_ratelimit_headers_and_a_429_with_retry_after(sqlite_store
             # answered requests carry the limits too, as OpenAI's API does
             assert ok["x-ratelimit-limit-requests"] == "2"
             assert ok["x-ratelimit-remaining-requests"] == str(1 - i)
+            assert ok["x-ratelimit-limit-tokens"] == "100000"
+            assert 0 < int(ok["x-ratelimit-remaining-tokens"]) < 100_000
             assert "x-request-id" in ok
+            assert not any(h.startswith("x-ratelimit-reset") for h in ok)  # 429s carry those
         with pytest.raises(GatewayError) as e:
             await gw.handle("chat/completions", chat(), None, bearer(key))
         err = e.value
@@ -88,6 +91,7 @@ def test_gateway_sends_ratelimit_headers_and_a_429_with_retry_after(sqlite_store
         assert h["x-ratelimit-limit-requests"] == "2" and h["x-ratelimit-remaining-requests"] == "0"
         assert h["x-ratelimit-limit-tokens"] == "100000"
         assert float(h["x-ratelimit-reset-requests"].rstrip("s")) > 0
+        assert float(h["x-ratelimit-reset-tokens"].rstrip("s")) >= 0
         await tenancy.aclose()
 
     asyncio.run(scenario())

@@ -13,9 +13,10 @@ and latency estimate over; removed ones are closed once their last request ends.
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +54,8 @@ class GatewayResult:
     overhead_ms: float
     # the tenancy stages' headers (x-ratelimit-*), as streams and 429s carry them too
     extra_headers: Mapping[str, str] = field(default_factory=dict)
+    # handle(after_reply=True): the post stages, for the server to run once the answer is sent
+    finish: Callable[[], Awaitable[None]] | None = None
 
     def headers(self) -> dict[str, str]:
         return {
@@ -108,9 +111,15 @@ class Gateway:
 
     async def handle(
         self, endpoint: Endpoint | str, body: dict[str, Any], raw: bytes | None,
-        headers: Mapping[str, str],
+        headers: Mapping[str, str], *, after_reply: bool = False,
     ) -> GatewayResult:  # fmt: skip
-        """A non-streaming request. Raises GatewayError (OpenAI-shaped, faithful status)."""
+        """A non-streaming request. Raises GatewayError (OpenAI-shaped, faithful status).
+
+        `after_reply`: leave the post stages of an answered request (metrics and log line,
+        spend row, limit and budget settlement) to the caller, as `result.finish()`, to run
+        once the answer is on its way: the client does not wait for the bookkeeping. The
+        caller must await it, whatever happens to the reply (replies.SettleAfterReply).
+        """
         ctx = RequestContext.create(Endpoint(endpoint), body, raw, headers, False, self._state)
         ran = await self._pre(ctx)
         try:
@@ -123,7 +132,11 @@ class Gateway:
         ctx.usage = response.usage
         ctx.status = response.status
         ctx.mark_ready()
-        await self._post(ctx, ran)
+        finish = None
+        if after_reply:
+            finish = functools.partial(self._post, ctx, ran)
+        else:
+            await self._post(ctx, ran)
         assert ctx.deployment is not None and ctx.served_model is not None
         tenant_headers = getattr(ctx.extra.get("tenant"), "response_headers", None)
         return GatewayResult(
@@ -133,6 +146,7 @@ class Gateway:
             ctx.request_id,
             ctx.overhead_ms,
             tenant_headers or {},
+            finish,
         )
 
     async def handle_stream(

@@ -16,6 +16,7 @@ from slipstream.gateway import GatewayError
 from slipstream.providers.base import Endpoint
 from slipstream.server.body import read_json, stream_flag
 from slipstream.server.disconnect import unless_disconnected
+from slipstream.server.headers import OWN_HEADERS
 from slipstream.server.replies import error_reply, json_reply, sse_reply
 from slipstream.server.state import get_state
 
@@ -29,11 +30,12 @@ def openai_route(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]
         stream = stream_flag(body) if streams else False
         gateway = get_state(request).gateway
         server_s = time.perf_counter() - t0
+        request.scope[OWN_HEADERS] = True  # every reply below sets x-request-id and overhead
         try:
             if stream:
                 opened = gateway.handle_stream(endpoint, body, raw, request.headers)
                 return sse_reply(await unless_disconnected(request, opened), server_s)
-            call = gateway.handle(endpoint, body, raw, request.headers)
+            call = gateway.handle(endpoint, body, raw, request.headers, after_reply=True)
             return json_reply(await unless_disconnected(request, call), server_s)
         except GatewayError as error:
             return error_reply(error, server_s)

@@ -38,6 +38,7 @@ from slipstream.tenancy.runtime import Tenancy
 log = logging.getLogger("slipstream.server")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 WORKER_STOP_S = 30.0  # a worker's graceful stop: in-flight requests (5 s), then its ledger flush
+GC_YOUNG_THRESHOLD = 20_000  # allocations between young-generation GC passes (default 700)
 
 
 @dataclass(frozen=True)
@@ -183,6 +184,10 @@ async def serve(
                 # at 32 conns).
                 gc.collect()
                 gc.freeze()
+                # A young-generation pass scans every object alive at that moment, i.e. those
+                # of all requests in flight; at the default 700 allocations it ran every few
+                # requests. Measured at 32 connections: 241 vs 272 µs of CPU per request.
+                gc.set_threshold(GC_YOUNG_THRESHOLD, 10, 10)
                 await server.serve(sockets=sockets)
             finally:
                 cleaning_up()

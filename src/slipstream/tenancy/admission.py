@@ -73,10 +73,10 @@ class LocalAdmission:
     async def admit(
         self, scopes: Sequence[Scope], tokens: int, request_id: str, plan: BudgetPlan | None
     ) -> Admitted:
-        d = await self.limiter.acquire(scopes, tokens, request_id) if scopes else Decision(True)
+        d = self.limiter.take(scopes, tokens) if scopes else Decision(True)
         if not d.allowed or plan is None:
             return Admitted(d)
-        r = await self.budgets.reserve(plan.scopes, plan.worst_micro)
+        r = self.budgets.take(plan.scopes, plan.worst_micro)
         if isinstance(r, Refusal) and scopes:
             # Same instant as the take (no await in between): an exact give-back.
             self.limiter.undo(scopes, tokens)
@@ -92,10 +92,10 @@ class LocalAdmission:
         cost_micro: int,
     ) -> list[Crossing]:
         if scopes:
-            await self.limiter.settle(scopes, estimated, actual, request_id)
+            self.limiter.give_back(scopes, estimated, actual)
         if reservation is None:
             return []
-        return await self.budgets.settle(reservation, cost_micro)
+        return self.budgets.close(reservation, cost_micro)
 
     async def seed(self, scope: BudgetScope, spent_micro: int) -> None:
         await self.budgets.seed(scope, spent_micro)

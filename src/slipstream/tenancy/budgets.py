@@ -54,7 +54,7 @@ class Refusal:
         )
 
 
-@dataclass
+@dataclass(slots=True)
 class Crossing:
     """A settle that moved a scope's spend to `spent_micro` (for threshold alerts)."""
 
@@ -123,8 +123,13 @@ class MemoryBudgets:
     spent: dict[str, int] = field(default_factory=dict)
     reserved: dict[str, int] = field(default_factory=dict)
     names: BucketNames = field(default_factory=BucketNames, repr=False)
+    report_crossings: bool = True  # False: no budget alerts are configured to read them
 
     async def reserve(self, scopes: Sequence[BudgetScope], worst: int) -> Reservation | Refusal:
+        return self.take(scopes, worst)
+
+    def take(self, scopes: Sequence[BudgetScope], worst: int) -> Reservation | Refusal:
+        """`reserve` without the coroutine (LocalAdmission calls it on every request)."""
         now = self.now()
         named = self.names.of(scopes, now)
         for s, b in named:
@@ -136,15 +141,21 @@ class MemoryBudgets:
         return Reservation(named, worst)
 
     async def settle(self, r: Reservation, actual: int) -> list[Crossing]:
+        return self.close(r, actual)
+
+    def close(self, r: Reservation, actual: int) -> list[Crossing]:
+        """`settle` without the coroutine."""
         if r.settled:
             return []
         r.settled = True
         out = []
+        reserved, spent, report = self.reserved, self.spent, self.report_crossings
         for s, b in r.scopes:
-            self.reserved[b] = max(0, self.reserved.get(b, 0) - r.worst_micro)
-            before = self.spent.get(b, 0)
-            self.spent[b] = before + actual
-            out.append(Crossing(s, b, before, before + actual))
+            reserved[b] = max(0, reserved.get(b, 0) - r.worst_micro)
+            before = spent.get(b, 0)
+            spent[b] = before + actual
+            if report:
+                out.append(Crossing(s, b, before, before + actual))
         return out
 
     async def seed(self, scope: BudgetScope, spent_micro: int) -> None:

@@ -122,7 +122,8 @@ class LedgerProcess:
         return self.put_values(as_tuple(row))
 
     def put_values(self, values: tuple[Any, ...]) -> bool:
-        """`put` for a row given as a tuple of SpendRow's fields, in order (no object per row)."""
+        """`put` for a row given as a tuple of SpendRow's fields, in order (no object per row;
+        `ts` may be Unix seconds: see SpendRow.of)."""
         with self._lock:
             if len(self._rows) >= self.max_queue:
                 self.metrics.dropped.inc()

@@ -74,7 +74,7 @@ def main() -> int:
                 return 0
             if message[0] == "rows":
                 for values in message[1]:
-                    writer.put(SpendRow(*values))
+                    writer.put(SpendRow.of(values))
                 writer.flush()
             else:  # ("close", seconds)
                 drain(writer, float(message[1]))

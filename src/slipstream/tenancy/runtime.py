@@ -59,6 +59,8 @@ class Tenancy:
         self.alerts = BudgetAlerts(
             self.config.budget_alert_url, self.config.budget_alert_thresholds, redis
         )
+        if isinstance(self.admission, LocalAdmission):  # nobody reads crossings without alerts
+            self.admission.budgets.report_crossings = self.config.budget_alert_url is not None
         self.writer: SpendWriter | LedgerProcess
         if self.config.spend_writer == "process" and process_supported(store.url):
             assert store.url is not None

@@ -75,7 +75,7 @@ class SpendWriter:
 
     def put_values(self, values: tuple[Any, ...]) -> bool:
         """`put` for a row given as a tuple of SpendRow's fields, in order."""
-        return self.put(SpendRow(*values))
+        return self.put(SpendRow.of(values))
 
     @property
     def pending(self) -> int:

@@ -63,6 +63,8 @@ class ScopePlan:
         self.owners, self.rate, self.budgets, self.prices = owners, rate, budgets, prices
 
     def worst_micro(self, prompt_tokens: int, max_tokens: int) -> int:
+        if len(self.prices) == 1:
+            return self.prices[0].worst_case_micro(prompt_tokens, max_tokens)
         return max(p.worst_case_micro(prompt_tokens, max_tokens) for p in self.prices)
 
 

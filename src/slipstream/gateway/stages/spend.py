@@ -8,12 +8,12 @@ the request is billed from counted output (chars/4) and the prompt estimate, nev
 from __future__ import annotations
 
 import math
+import time
 from typing import TYPE_CHECKING
 
 from slipstream.gateway.context import RequestContext
 from slipstream.gateway.stages.base import passthrough
 from slipstream.providers.base import Usage
-from slipstream.store.records import utcnow
 from slipstream.tenancy.request import CHARS_PER_TOKEN, EXTRA, TenantRequest
 
 if TYPE_CHECKING:
@@ -49,9 +49,10 @@ class SpendStage:
         cost = price.cost_micro(usage) if usage is not None else 0
         t.cost_micro = cost
         key, team, org = t.key, t.team, t.org
-        # SpendRow's fields in order, as a tuple (the writer takes it as it is: no object per row)
+        # SpendRow's fields in order, as a tuple (the writer takes it as it is: no object per
+        # row), the time as Unix seconds (see SpendRow.of)
         self.tenancy.writer.put_values((
-            utcnow(),
+            time.time(),
             ctx.request_id,
             ctx.status,
             org.id if org else (key.org_id if key else None),
