@@ -262,6 +262,7 @@ class Leases:
             t,
             (scope.rpm - r) * WINDOW_S / scope.rpm if scope.rpm else 0,
             (scope.tpm - t) * WINDOW_S / scope.tpm if scope.tpm else 0,
+            resets=False,  # an answered request's headers (a 429 carries the resets)
         )
 
     def settle(
