@@ -15,7 +15,7 @@ import redis as sync_redis
 
 from slipstream.tenancy.admission import Admitted
 from slipstream.tenancy.budgets import BudgetPlan, BudgetScope, Reservation
-from slipstream.tenancy.leases import IDLE_S, hold
+from slipstream.tenancy.leases import IDLE_S, Leases, RateLease, hold
 from slipstream.tenancy.ratelimit import Scope
 from slipstream.tenancy.redis_admission import (
     BUDGET_PREFIX,
@@ -347,3 +347,101 @@ def test_a_dead_replicas_leased_slots_are_swept(redis_ns: str, r: sync_redis.Red
     before, after = asyncio.run(scenario())
     assert before == 640 - 1 - 10  # the dead replica's request and its 10 leased slots
     assert after == 10  # its leased slots expired; its request's own slot has not
+
+
+def test_without_crossings_to_report_a_settle_does_not_wait_for_its_push(
+    redis_ns: str, r: sync_redis.Redis
+) -> None:
+    scopes, plan = big_scopes(redis_ns)
+    key = scopes[0].name
+
+    async def scenario() -> None:
+        client = redis_client()
+        adm = RedisAdmission(client)
+        adm.report_crossings = False  # no budget alerts configured
+        calls = Calls(adm)
+        warm = await adm.admit(scopes, 100, "warm", plan)
+        assert await adm.settle(scopes, 100, 50, "warm", reserved(warm), 0) == []
+        for i in range(5):
+            a = at_once(adm.admit(scopes, 100, f"r{i}", plan))
+            assert at_once(adm.settle(scopes, 100, 50, f"r{i}", reserved(a), 3)) == []
+            assert not at_once(adm.settle(scopes, 100, 50, f"r{i}", reserved(a), 3))  # once
+        assert calls.pushes == 0 and calls.total == 1
+        t0 = time.monotonic()
+        while int(book(r, key).get(b"spent", 0)) < 15:
+            await asyncio.sleep(0.001)
+        assert time.monotonic() - t0 < 0.05 and calls.pushes == 1  # one push, in the bound
+        await adm.aclose()
+        await client.aclose()
+
+    asyncio.run(scenario())
+    assert book(r, key) == {b"spent": b"15", b"reserved": b"0"}
+
+
+def test_covered_requests_see_limits_changed_through_another_list(
+    redis_ns: str, r: sync_redis.Redis
+) -> None:
+    """Covers are kept per list of scopes; a lease whose limits changed (through another key's
+    list naming the same team) is not spent under the old ones, and in-flight requests of the
+    old list still settle."""
+    _, plan = big_scopes(redis_ns)
+    team = f"team:{redis_ns}"
+    scopes = [Scope(f"key:{redis_ns}", BIG, BIG, BIG), Scope(team, BIG, BIG)]
+
+    async def scenario() -> None:
+        client = redis_client()
+        adm = RedisAdmission(client)
+        calls = Calls(adm)
+        a0 = await adm.admit(scopes, 100, "r0", plan)
+        a1 = at_once(adm.admit(scopes, 100, "r1", plan))
+        other = [Scope(f"key:{redis_ns}2", BIG, BIG, BIG), Scope(team, rpm=640, tpm=BIG)]
+        assert (await adm.admit(other, 100, "o0", None)).limits.allowed
+        assert calls.admits == 2 and adm.leases.rate[team].requests == hold(640, 1)
+        a2 = await adm.admit(scopes, 100, "r2", plan)  # the old limits: asks Redis again
+        assert a2.limits.allowed and calls.admits == 3
+        for rid, a in (("r1", a1), ("r2", a2), ("r0", a0)):
+            (crossing,) = await adm.settle(scopes, 100, 100, rid, reserved(a), 5)
+            assert crossing.spent_micro - crossing.before_micro == 5
+        await adm.aclose()
+        await client.aclose()
+
+    asyncio.run(scenario())
+    assert book(r, scopes[0].name) == {b"spent": b"15", b"reserved": b"0"}
+
+
+def test_book_names_turn_with_the_day_under_cached_covers(redis_ns: str) -> None:
+    import datetime as dt
+
+    scopes, _ = big_scopes(redis_ns)
+    plan = BudgetPlan([BudgetScope(f"key:{redis_ns}", BIG, "daily")], 10)
+    clock = [dt.datetime(2030, 1, 1, 23, 59, 59, 900000, tzinfo=dt.UTC)]
+
+    async def scenario() -> None:
+        client = redis_client()
+        adm = RedisAdmission(client, now=lambda: clock[0])
+        calls = Calls(adm)
+        a = await adm.admit(scopes, 100, "r0", plan)
+        b = at_once(adm.admit(scopes, 100, "r1", plan))  # covered: the same day's book
+        assert reserved(a).scopes[0][1] == reserved(b).scopes[0][1] == f"key:{redis_ns}:2030-01-01"
+        clock[0] += dt.timedelta(seconds=0.2)
+        c = await adm.admit(scopes, 100, "r2", plan)  # a new day's book: not leased yet
+        assert reserved(c).scopes[0][1] == f"key:{redis_ns}:2030-01-02" and calls.admits == 2
+        for rid, x in (("r0", a), ("r1", b), ("r2", c)):
+            await adm.settle(scopes, 100, 100, rid, reserved(x), 5)
+        await adm.aclose()
+        await client.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_cover_headers_are_the_lease_headers() -> None:
+    leases = Leases()
+    for scope in (Scope("k", rpm=1000, tpm=50_000), Scope("k", rpm=100), Scope("k", tpm=7)):
+        lease = leases.rate["k"] = RateLease(scope)
+        cover = leases.cover([scope], None, [])
+        assert cover is not None
+        for level, held, now in ((0.0, 0, 0.0), (10.5, 3, 1.0), (-50.0, 64, 2.0), (1e9, 64, 3.0)):
+            lease.level_requests = lease.level_tokens = level
+            lease.requests = lease.tokens = held
+            lease.seen_at = 0.5
+            assert cover.headers(now) == leases.headers(scope, now)

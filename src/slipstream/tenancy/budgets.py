@@ -34,7 +34,7 @@ class BudgetPlan:
 
 @dataclass(slots=True)
 class Reservation:
-    scopes: list[tuple[BudgetScope, str]]  # (scope, bucket name incl. the window start)
+    scopes: Sequence[tuple[BudgetScope, str]]  # (scope, book name incl. the window start)
     worst_micro: int
     settled: bool = False
     local: bool = False  # made in the in-memory fallback book (Redis was down)

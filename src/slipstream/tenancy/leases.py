@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 from slipstream.tenancy.budgets import BudgetScope, Reservation
 from slipstream.tenancy.ratelimit import WINDOW_S, Scope, rate_headers
@@ -114,6 +115,61 @@ class BookPush:
     reserved: int
 
 
+class Cover:
+    """The leases that the requests of one list of rate scopes and one list of budget books
+    need (`Leases.cover`), found once: a covered request is then admitted and settled with
+    no lookups. The limits stage shares one list of each among all requests of a key, so
+    covers are kept by the lists' identity (holding them). Current while the leases' `gen`
+    is unchanged."""
+
+    __slots__ = (
+        "book_names", "books", "budgets", "gen", "head", "named", "par", "rate", "req",
+        "scopes", "shown", "tok",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        scopes: Sequence[Scope],
+        budgets: Sequence[BudgetScope] | None,
+        named: Sequence[tuple[BudgetScope, str]],
+        gen: int,
+        rate: list[RateLease],
+        books: list[tuple[str, BookLease]],
+    ) -> None:
+        self.scopes, self.budgets, self.named, self.gen = scopes, budgets, named, gen
+        self.rate = tuple(rate)
+        self.req = tuple(lease for s, lease in zip(scopes, rate, strict=True) if s.rpm is not None)
+        self.tok = tuple(lease for s, lease in zip(scopes, rate, strict=True) if s.tpm is not None)
+        self.par = tuple(
+            lease for s, lease in zip(scopes, rate, strict=True) if s.max_parallel is not None
+        )
+        self.book_names = tuple(books)
+        self.books = tuple(book for _, book in books)
+        self.head = rate[0] if rate else None
+        # The last headers shown, by (requests left, tokens left): they rarely change for a
+        # key far from its limits (the level is capped at the limit).
+        self.shown: tuple[int, int, dict[str, str]] = (-1, -1, {})
+
+    def headers(self, now: float) -> dict[str, str]:
+        """`Leases.headers` of the first scope (there must be one)."""
+        lease, scope = cast(RateLease, self.head), self.scopes[0]
+        elapsed = now - lease.seen_at
+        r = t = 0.0
+        if rpm := scope.rpm:
+            r = lease.level_requests + elapsed * rpm / WINDOW_S
+            r = (r if r < rpm else rpm) + lease.requests
+            r = 0.0 if r < 0.0 else (r if r < rpm else rpm)
+        if tpm := scope.tpm:
+            t = lease.level_tokens + elapsed * tpm / WINDOW_S
+            t = (t if t < tpm else tpm) + lease.tokens
+            t = 0.0 if t < 0.0 else (t if t < tpm else tpm)
+        ri, ti = int(r), int(t)
+        shown = self.shown
+        if shown[0] != ri or shown[1] != ti:
+            shown = self.shown = (ri, ti, rate_headers(scope, r, t, 0, 0, resets=False))
+        return shown[2].copy()
+
+
 class Leases:
     """This replica's leases, keyed by scope name and budget book (bucket) name."""
 
@@ -122,56 +178,74 @@ class Leases:
         self.books: dict[str, BookLease] = {}
         self._dirty_rate: set[str] = set()
         self._dirty_books: set[str] = set()
+        # Changed whenever a lease is forgotten or its limits change: a `Cover` holding the
+        # lease objects is current only while this is what it was made under.
+        self.gen = 0
 
-    def take(
+    def cover(
         self,
         scopes: Sequence[Scope],
-        tokens: int,
+        budgets: Sequence[BudgetScope] | None,
         named: Sequence[tuple[BudgetScope, str]],
-        worst: int,
-        now: float,
-    ) -> bool | None:
-        """Admit from leases if they cover every scope and book, else take nothing (None).
-        Taken: True if a lease fell under half of what it may hold with no top-up in flight
-        (time to ask for more, before a request has to wait for it)."""
-        rate = self.rate
+    ) -> Cover | None:
+        """The leases of these scopes and books, if this replica holds one for each under the
+        same limits (else None: a request of theirs must ask Redis)."""
+        rate = []
         for s in scopes:
-            lease = rate.get(s.name)
+            lease = self.rate.get(s.name)
             if lease is None or (lease.scope is not s and lease.scope != s):  # limits changed
                 return None
-            if s.rpm is not None and lease.requests < 1:
-                return None
-            if s.tpm is not None and lease.tokens < max(tokens, 1):
-                return None
-            if s.max_parallel is not None and lease.slots - lease.slots_used < 1:
-                return None
-        books = self.books
+            rate.append(lease)
+        books = []
         for bs, b in named:
-            book = books.get(b)
-            if book is None or book.micro < max(worst, 1) or book.limit != bs.limit_micro:
+            book = self.books.get(b)
+            if book is None or book.limit != bs.limit_micro:
+                return None
+            books.append((b, book))
+        return Cover(scopes, budgets, named, self.gen, rate, books)
+
+    def take(self, c: Cover, tokens: int, worst: int, now: float) -> bool | None:
+        """Admit from the leases of `c` (current: `c.gen == gen`) if they cover every scope and
+        book, else take nothing (None). Taken: True if a lease fell under half of what it may
+        hold with no top-up in flight (time to ask for more, before a request has to wait)."""
+        need = tokens if tokens > 1 else 1
+        for lease in c.req:
+            if lease.requests < 1:
+                return None
+        for lease in c.tok:
+            if lease.tokens < need:
+                return None
+        for lease in c.par:
+            if lease.slots <= lease.slots_used:
+                return None
+        need = worst if worst > 1 else 1
+        for book in c.books:
+            if book.micro < need:
                 return None
         low = False
-        for s in scopes:
-            lease = rate[s.name]
-            if s.rpm is not None:
-                lease.requests -= 1
-                low = low or (lease.requests * 2 < lease.hold_requests and not lease.asked_requests)
-            if s.tpm is not None:
-                lease.tokens -= tokens
-                low = low or (lease.tokens * 2 < lease.hold_tokens and not lease.asked_tokens)
-            if s.max_parallel is not None:
-                lease.slots_used += 1
-                low = low or (
-                    lease.slots < lease.hold_slots
-                    and (lease.slots - lease.slots_used) * 2 < lease.hold_slots
-                    and not lease.slots_busy
-                )
+        for lease in c.req:
+            lease.requests -= 1
+            if lease.requests * 2 < lease.hold_requests and not lease.asked_requests:
+                low = True
+        for lease in c.tok:
+            lease.tokens -= tokens
+            if lease.tokens * 2 < lease.hold_tokens and not lease.asked_tokens:
+                low = True
+        for lease in c.par:
+            lease.slots_used += 1
+            if (
+                lease.slots < lease.hold_slots
+                and (lease.slots - lease.slots_used) * 2 < lease.hold_slots
+                and not lease.slots_busy
+            ):
+                low = True
+        for lease in c.rate:
             lease.used_at = now
-        for _, b in named:
-            book = books[b]
+        for book in c.books:
             book.micro -= worst
             book.used_at = now
-            low = low or (book.micro * 2 < book.hold and not book.asked)
+            if book.micro * 2 < book.hold and not book.asked:
+                low = True
         return low
 
     def ask(
@@ -326,6 +400,57 @@ class Leases:
                 queued_any = True
         return queued_any, offsets
 
+    def settle_covered(
+        self,
+        c: Cover,
+        delta: int,
+        reservation: Reservation | None,
+        cost_micro: int,
+        offsets: list[int] | None,
+    ) -> bool:
+        """`settle` of a request admitted from the leases of `c` (current, the slot leased,
+        `reservation` None or of `c.named`), with no lookups; `offsets` (if wanted) gets each
+        book's queued spend before this request's. True if anything was queued."""
+        queued = False
+        if delta:
+            for lease in c.tok:
+                t = lease.tokens + delta
+                if t < 0:
+                    give = t
+                elif t > lease.hold_tokens:
+                    give = t - lease.hold_tokens
+                else:
+                    lease.tokens = t
+                    continue
+                lease.push_tokens += give
+                lease.tokens = t - give
+                self._dirty_rate.add(lease.scope.name)
+                queued = True
+        for lease in c.par:
+            if lease.slots_used > 0:
+                lease.slots_used -= 1
+        if reservation is not None:
+            worst = reservation.worst_micro
+            dirty = self._dirty_books
+            for b, book in c.book_names:
+                if offsets is not None:
+                    offsets.append(book.push_spent)
+                book.push_spent += cost_micro
+                # as in `settle`: the lease keeps worst - cost, within [0, hold]
+                micro = book.micro + worst - cost_micro
+                give = cost_micro
+                if micro < 0:
+                    give += micro
+                    micro = 0
+                elif micro > book.hold:
+                    give += micro - book.hold
+                    micro = book.hold
+                book.micro = micro
+                book.push_reserved -= give
+                dirty.add(b)
+                queued = True
+        return queued
+
     def release(self, idle_before: float, refresh_before: float, now: float) -> bool:
         """Give back what was not used since `idle_before` (all of it: +inf), keep slots
         refreshed since `refresh_before` alive, and forget empty idle leases. True if
@@ -340,11 +465,13 @@ class Leases:
                 self._dirty_rate.add(name)
             if idle and name not in self._dirty_rate and self._empty(lease):
                 del self.rate[name]
+                self.gen += 1
         for b, book in list(self.books.items()):
             if book.used_at < idle_before and book.micro:
                 self._give_back_book(b, book)
             elif book.used_at < idle_before and not book.asked and b not in self._dirty_books:
                 del self.books[b]
+                self.gen += 1
         return self.dirty()
 
     def _give_back(self, lease: RateLease) -> None:
@@ -376,6 +503,7 @@ class Leases:
             if lease.scope != s:
                 lease.scope = s
                 self._give_back(lease)
+                self.gen += 1
             lease.scope = s
         return lease
 
@@ -387,6 +515,7 @@ class Leases:
         elif book.limit != limit:
             book.limit = limit
             self._give_back_book(b, book)
+            self.gen += 1
         return book
 
     @staticmethod
@@ -449,3 +578,4 @@ class Leases:
         for b in [b for b in self.books if b.rsplit(":", 1)[-1] < oldest]:
             del self.books[b]
             self._dirty_books.discard(b)
+            self.gen += 1

@@ -11,7 +11,13 @@ Settlement (the token correction, the concurrency slot, the real cost in place o
 reserved worst case) is applied to the leases where it can be; what must reach Redis (the
 real spend, a token debt, slots taken in Redis, capacity given back) is pushed in one script
 call per `PUSH_S` (10 ms) for all the requests settled meanwhile, or with the next admission
-call. `settle` returns once its push is answered, with exact budget crossings.
+call. `settle` returns once its push is answered, with exact budget crossings; with
+`report_crossings` off (no budget alerts read them) it only queues its push.
+
+A covered request costs about what an in-memory admission does: the leases of each list of
+scopes are looked up once (`leases.Cover`, kept by the list's identity: the limits stage
+shares one list per key), book names are worked out once a UTC day, and the rate-limit
+headers' strings are reused while their values do not change.
 
 A scope's requests/min and tokens/min buckets share one string key {level, stamp} x 2,
 refilled from Redis' own clock (no replica clock skew), that expires after two idle windows.
@@ -43,6 +49,7 @@ from redis.exceptions import RedisError, ResponseError
 from slipstream.store.records import utcnow
 from slipstream.tenancy.admission import Admitted, LocalAdmission
 from slipstream.tenancy.budgets import (
+    BucketNames,
     BudgetPlan,
     BudgetScope,
     Crossing,
@@ -52,7 +59,7 @@ from slipstream.tenancy.budgets import (
     bucket_name,
     window_end,
 )
-from slipstream.tenancy.leases import IDLE_S, BookPush, Leases, RateAsk, RatePush
+from slipstream.tenancy.leases import IDLE_S, BookPush, Cover, Leases, RateAsk, RatePush
 from slipstream.tenancy.ratelimit import Decision, MemoryLimiter, Scope, rate_headers
 from slipstream.tenancy.redis_guard import RedisGuard
 from slipstream.tenancy.redis_scripts import ADMIT, PARALLEL_TTL_S, PUSH, SEED, lua
@@ -64,7 +71,10 @@ LEASE_TTL_S = 30.0  # leased slots of a replica that stopped refreshing them are
 PUSH_S = 0.01  # settlements wait at most this long to share one push call
 KEEP_S = 0.25  # how often idle leases are looked for
 
+MAX_COVERS = 4096
+
 _WHAT = {1: "requests per minute", 2: "tokens per minute", 3: "concurrent requests"}
+_NO_BOOKS: list[tuple[BudgetScope, str]] = []  # of a request without a budget (never changed)
 
 
 def _arg(v: int | None) -> int:
@@ -108,9 +118,17 @@ class RedisAdmission:
         self._timer: asyncio.TimerHandle | None = None
         self._keeper: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._names: dict[
-            int, tuple[list[BudgetScope], dt.date, list[tuple[BudgetScope, str]]]
-        ] = {}
+        # The leases of each list of scopes (by identity; see leases.Cover), and the names of
+        # budget books, both for the UTC day [_day_start, _day_end) (epoch seconds of `now`).
+        self._covers: dict[int, Cover] = {}
+        self._names = BucketNames()
+        self._day_start = self._day_end = 0.0
+        self._wall: Callable[[], float] = (
+            time.time if now is utcnow else lambda: self.now().timestamp()
+        )
+        # False: nobody reads `settle`'s budget crossings (no alerts are configured), so a
+        # settle only queues its push, and returns without waiting for it.
+        self.report_crossings = True
 
     async def _run(
         self, script: AsyncScript, keys: Sequence[str], args: Sequence[int | str]
@@ -128,15 +146,28 @@ class RedisAdmission:
     async def admit(
         self, scopes: Sequence[Scope], tokens: int, request_id: str, plan: BudgetPlan | None
     ) -> Admitted:
-        if not scopes and (plan is None or not plan.scopes):
+        budgets = None if plan is None else plan.scopes
+        if not scopes and not budgets:
             return Admitted()
         if self.guard.usable():
-            named = [] if plan is None else self._named(plan)
             worst = 0 if plan is None else plan.worst_micro
             clock = time.monotonic()
-            low = self.leases.take(scopes, tokens, named, worst, clock)
-            if low is not None:
-                return self._local(scopes, tokens, request_id, named, plan, clock, low)
+            c = self._covers.get(id(scopes))
+            if (
+                c is None
+                or c.scopes is not scopes
+                or c.budgets is not budgets
+                or c.gen != self.leases.gen
+                or not self._day_start <= self._wall() < self._day_end
+            ):
+                named = self._named(budgets)
+                c = self._cover(scopes, budgets, named)
+            else:
+                named = c.named
+            if c is not None:
+                low = self.leases.take(c, tokens, worst, clock)
+                if low is not None:
+                    return self._local(c, tokens, request_id, plan, worst, clock, low)
             try:
                 return await self._admit_shared(scopes, tokens, request_id, named, plan)
             except (RedisError, OSError) as e:
@@ -146,50 +177,64 @@ class RedisAdmission:
             a.budget.local = True
         return a
 
-    def _named(self, plan: BudgetPlan) -> list[tuple[BudgetScope, str]]:
-        """The plan's books (name and window), worked out once a day per scope list: the
-        limits stage shares one list among all requests of a key. Read-only."""
+    def _named(self, budgets: list[BudgetScope] | None) -> Sequence[tuple[BudgetScope, str]]:
+        """The books (scope, name incl. the window) of a plan's scopes, as of now; shared by
+        the requests of a list of scopes: read-only."""
         now = self.now()
-        day = now.astimezone(dt.UTC).date()
-        hit = self._names.get(id(plan.scopes))
-        if hit is not None and hit[0] is plan.scopes and hit[1] == day:
-            return hit[2]
-        if len(self._names) >= 4096:
-            self._names.clear()
-        named = [(s, bucket_name(s, now)) for s in plan.scopes]
-        self._names[id(plan.scopes)] = (plan.scopes, day, named)
-        return named
+        ts = now.timestamp()
+        if not self._day_start <= ts < self._day_end:  # a new UTC day: names may change
+            self._day_start = ts - ts % 86400
+            self._day_end = self._day_start + 86400
+            self._covers.clear()
+        return _NO_BOOKS if budgets is None else self._names.of(budgets, now)
+
+    def _cover(
+        self,
+        scopes: Sequence[Scope],
+        budgets: list[BudgetScope] | None,
+        named: Sequence[tuple[BudgetScope, str]],
+    ) -> Cover | None:
+        """The leases covering these scopes and books `named` (kept for the next request of
+        the same lists), or None if one is not held."""
+        c = self.leases.cover(scopes, budgets, named)
+        if c is not None:
+            if len(self._covers) >= MAX_COVERS:  # lists replaced by refreshes: start over
+                self._covers.clear()
+            self._covers[id(scopes)] = c
+        return c
 
     def _local(
         self,
-        scopes: Sequence[Scope],
+        c: Cover,
         tokens: int,
         request_id: str,
-        named: list[tuple[BudgetScope, str]],
         plan: BudgetPlan | None,
+        worst: int,
         clock: float,
         low: bool,
     ) -> Admitted:
         """Admitted from leases (taken already); more is asked for if one ran `low`."""
-        worst = 0 if plan is None else plan.worst_micro
+        scopes = c.scopes
         if low:
+            named = c.named
             asks = self.leases.ask(scopes, tokens, named, worst)
             if any(a.requests or a.tokens or a.slots for a in asks[0]) or any(asks[1]):
                 self._spawn(self._top_up(scopes, tokens, named, worst, asks))
             else:
                 self._grant(scopes, named, asks, None, clock)
-        d = Decision(True)
         if scopes:
             self._admitted[request_id] = (True, clock, scopes)
-            d.headers = self.leases.headers(scopes[0], clock)
-        return Admitted(d, None if plan is None else Reservation(named, worst))
+            d = Decision(True, headers=c.headers(clock))
+        else:
+            d = Decision(True)
+        return Admitted(d, None if plan is None else Reservation(c.named, worst))
 
     def _call(
         self,
         scopes: Sequence[Scope],
         tokens: int,
         request_id: str,
-        named: list[tuple[BudgetScope, str]],
+        named: Sequence[tuple[BudgetScope, str]],
         worst: int,
         asks: tuple[list[RateAsk], list[int]],
     ) -> tuple[list[str], list[int | str]]:
@@ -208,7 +253,7 @@ class RedisAdmission:
     def _grant(
         self,
         scopes: Sequence[Scope],
-        named: list[tuple[BudgetScope, str]],
+        named: Sequence[tuple[BudgetScope, str]],
         asks: tuple[list[RateAsk], list[int]],
         reply: Sequence[Any] | None,
         clock: float,
@@ -233,7 +278,7 @@ class RedisAdmission:
         scopes: Sequence[Scope],
         tokens: int,
         request_id: str,
-        named: list[tuple[BudgetScope, str]],
+        named: Sequence[tuple[BudgetScope, str]],
         plan: BudgetPlan | None,
     ) -> Admitted:
         worst = 0 if plan is None else plan.worst_micro
@@ -257,9 +302,11 @@ class RedisAdmission:
             return Admitted(d, None if plan is None else Reservation(named, worst))
         self._grant(scopes, named, asks, None, clock)
         # Leases granted to this replica's other calls meanwhile are ours to spend.
-        low = self.leases.take(scopes, tokens, named, worst, clock)
-        if low is not None:
-            return self._local(scopes, tokens, request_id, named, plan, clock, low)
+        c = self._cover(scopes, None if plan is None else plan.scopes, named)
+        if c is not None:
+            low = self.leases.take(c, tokens, worst, clock)
+            if low is not None:
+                return self._local(c, tokens, request_id, plan, worst, clock, low)
         _, idx, why, wait, rl, tl, spent = reply
         why = int(why)
         if why == 4:  # the rate limits had room, a budget had not
@@ -277,7 +324,7 @@ class RedisAdmission:
         self,
         scopes: Sequence[Scope],
         tokens: int,
-        named: list[tuple[BudgetScope, str]],
+        named: Sequence[tuple[BudgetScope, str]],
         worst: int,
         asks: tuple[list[RateAsk], list[int]],
     ) -> None:
@@ -316,8 +363,33 @@ class RedisAdmission:
         reservation: Reservation | None,
         cost_micro: int,
     ) -> list[Crossing]:
-        out: list[Crossing] = []
         entry = self._admitted.pop(request_id, None) if scopes else None
+        c = self._covers.get(id(scopes))
+        if (  # admitted from (or through Redis into) the leases of `c`: no lookups
+            c is not None
+            and c.scopes is scopes
+            and c.gen == self.leases.gen
+            and (not scopes if entry is None else entry[0] or not c.par)
+            and (
+                reservation is None
+                or (reservation.scopes is c.named and not reservation.settled and c.books)
+            )
+        ):
+            offsets: list[int] | None = None
+            if reservation is not None:
+                reservation.settled = True
+                if self.report_crossings:
+                    offsets = []
+            if not self.leases.settle_covered(
+                c, estimated - actual, reservation, cost_micro, offsets
+            ):
+                return []
+            if not self.report_crossings:  # the push goes within PUSH_S; nobody waits on it
+                if self._timer is None:
+                    self._timer = asyncio.get_running_loop().call_later(PUSH_S, self._push_now)
+                return []
+            return await self._pushed_crossings(reservation, offsets, cost_micro)
+        out: list[Crossing] = []
         if scopes and entry is None:  # admitted by the fallback books
             await self.fallback.limiter.settle(scopes, estimated, actual, request_id)
         if reservation is not None and reservation.local:
@@ -340,6 +412,18 @@ class RedisAdmission:
         )
         if not queued:
             return out
+        if not self.report_crossings:
+            if self._timer is None:
+                self._timer = asyncio.get_running_loop().call_later(PUSH_S, self._push_now)
+            return out
+        crossings = await self._pushed_crossings(reservation, offsets, cost_micro)
+        return out if reservation is None else crossings
+
+    async def _pushed_crossings(
+        self, reservation: Reservation | None, offsets: list[int] | None, cost_micro: int
+    ) -> list[Crossing]:
+        """Wait for the push of what was just queued: the crossings of `reservation` (its
+        books' spend before the push plus `offsets`, what was queued before it)."""
         batch = self._batch
         if batch is None:
             loop = asyncio.get_running_loop()
@@ -347,8 +431,8 @@ class RedisAdmission:
             if self._timer is None:
                 self._timer = loop.call_later(PUSH_S, self._push_now)
         bases = await batch  # the spend of each book before the push
-        if reservation is None:
-            return out
+        if reservation is None or offsets is None:
+            return []
         return [
             Crossing(s, b, bases[b] + off, bases[b] + off + cost_micro)
             for (s, b), off in zip(reservation.scopes, offsets, strict=True)

@@ -59,8 +59,11 @@ class Tenancy:
         self.alerts = BudgetAlerts(
             self.config.budget_alert_url, self.config.budget_alert_thresholds, redis
         )
-        if isinstance(self.admission, LocalAdmission):  # nobody reads crossings without alerts
-            self.admission.budgets.report_crossings = self.config.budget_alert_url is not None
+        alerts = self.config.budget_alert_url is not None  # nobody reads crossings without
+        if isinstance(self.admission, LocalAdmission):
+            self.admission.budgets.report_crossings = alerts
+        elif isinstance(self.admission, RedisAdmission):
+            self.admission.report_crossings = alerts
         self.writer: SpendWriter | LedgerProcess
         if self.config.spend_writer == "process" and process_supported(store.url):
             assert store.url is not None
