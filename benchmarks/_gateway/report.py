@@ -199,8 +199,13 @@ def markdown(res: dict[str, Any]) -> str:
         f"Measured {meta.get('started', '?')} on {meta.get('cpu', '?')} ({meta.get('cores', '?')} "
         f"cores, shared by upstream, gateway and wrk); load average "
         f"{meta.get('loadavg_start', '?')} at the start, {meta.get('loadavg_end', '?')} at the end. "
-        f"LiteLLM {meta.get('litellm_version', '?')}, one worker, master key, Prometheus "
-        "callback, no DB/Redis. Slipstream: `slipstream serve --config`, one model → one `openai` "
+        + (
+            f"LiteLLM {meta['litellm_version']}, one worker, master key, Prometheus callback, "
+            "no DB/Redis. "
+            if meta.get("litellm_version")
+            else ""
+        )
+        + "Slipstream: `slipstream serve --config`, one model → one `openai` "
         "deployment, weighted routing and metrics on." + _tenancy_text(meta),
         "",
         "```bash",
@@ -250,14 +255,15 @@ def _tenancy_text(meta: dict[str, Any]) -> str:
     t = meta.get("tenancy")
     if not t:
         return ""
+    pg = t.get("store") == "postgres"
     store = (
-        "a fresh PostgreSQL database, limits and budgets on Redis"
-        if t.get("store") == "postgres"
-        else "a SQLite file, in-process limits and budgets"
+        "`database_url` and `redis_url` (a fresh PostgreSQL database, limits and budgets on "
+        "Redis)"
+        if pg
+        else "`database_url` (a SQLite file; limits and budgets in process)"
     )
     return (
-        " With tenancy: the same config plus `master_key`, `database_url` and `redis_url` "
-        f"({store}); requests carry a virtual key from `POST /admin/keys` with limits and a "
+        f" With tenancy: the same config plus `master_key` and {store}; requests carry a virtual key from `POST /admin/keys` with limits and a "
         "budget no run reaches, so auth, rate limits, budget reservations and the spend ledger "
         "all run on every request."
     )
