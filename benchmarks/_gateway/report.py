@@ -257,8 +257,7 @@ def _tenancy_text(meta: dict[str, Any]) -> str:
         return ""
     pg = t.get("store") == "postgres"
     store = (
-        "`database_url` and `redis_url` (a fresh PostgreSQL database, limits and budgets on "
-        "Redis)"
+        "`database_url` and `redis_url` (a fresh PostgreSQL database, limits and budgets on Redis)"
         if pg
         else "`database_url` (a SQLite file; limits and budgets in process)"
     )
