@@ -40,9 +40,12 @@ class Price:
         return self._cost(prompt_tokens, 0, max_tokens)
 
     def _cost(self, prompt: int, cached: int, completion: int) -> int:
-        cached = min(max(cached, 0), max(prompt, 0))
-        uncached = max(prompt, 0) - cached
-        completion = max(completion, 0)
+        if prompt < 0:
+            prompt = 0
+        cached = 0 if cached < 0 else (prompt if cached > prompt else cached)
+        uncached = prompt - cached
+        if completion < 0:
+            completion = 0
         exact: tuple[int, int, int, int] | None = self.__dict__["_exact"]
         if exact is not None:  # the same number in integers (each request prices twice)
             n_in, n_cached, n_out, denominator = exact

@@ -49,6 +49,12 @@ class AuthStage:
 
     def __init__(self, tenancy: Tenancy) -> None:
         self.tenancy = tenancy
+        self._master: tuple[str, bytes] = ("", b"")
+
+    def _master_bytes(self, master: str) -> bytes:
+        if self._master[0] is not master:
+            self._master = (master, master.encode())
+        return self._master[1]
 
     async def pre(self, ctx: RequestContext) -> None:
         t = TenantRequest(
@@ -64,7 +70,7 @@ class AuthStage:
         given = presented_key(ctx.headers)
         if not given:
             raise unauthorized(MISSING, "missing_api_key")
-        if hmac.compare_digest(given.encode(), master.encode()):
+        if hmac.compare_digest(given.encode(), self._master_bytes(master)):
             t.tags = request_tags(ctx.headers, ctx.body, ())
             return
         if not looks_like_key(given):

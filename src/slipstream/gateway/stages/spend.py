@@ -44,7 +44,10 @@ class SpendStage:
         d = ctx.deployment
         if not isinstance(t, TenantRequest) or d is None:
             return  # refused before any upstream call: nothing was spent
-        usage, source = billed_usage(ctx, t)
+        usage = ctx.usage
+        source = "upstream"
+        if usage is None:
+            usage, source = billed_usage(ctx, t)
         price = self.tenancy.prices.for_deployment(d.config)
         cost = price.cost_micro(usage) if usage is not None else 0
         t.cost_micro = cost
@@ -66,8 +69,8 @@ class SpendStage:
             usage.cached_tokens if usage else 0,
             usage.completion_tokens if usage else 0,
             cost,
-            round(ctx.elapsed_s() * 1e3, 3),
-            round(ctx.ttft_s * 1e3, 3) if ctx.ttft_s is not None else None,
+            ctx.elapsed_s() * 1e3,  # SpendRow.of rounds the times to the microsecond
+            ctx.ttft_s * 1e3 if ctx.ttft_s is not None else None,
             ctx.stream,
             source,
             t.tags,
