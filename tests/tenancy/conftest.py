@@ -83,3 +83,11 @@ def tenant_gateway(
 
 def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.fixture
+def r() -> Iterator[sync_redis.Redis]:
+    """A plain (synchronous) Redis client, to read the shared books back."""
+    client = sync_redis.Redis.from_url(REDIS_URL)
+    yield client
+    client.close()

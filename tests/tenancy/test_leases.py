@@ -1,140 +1,30 @@
-"""Leases: shared capacity taken from Redis in chunks and spent locally. Covered requests
-make no Redis call, near a limit nothing is leased, unused leases go back (idle, close), two
-replicas with leases never over-admit, settlements are pushed in batches that reach Redis
-within the bound, and a dead replica's leased slots are swept."""
+"""Leases: shared capacity taken from Redis in chunks and spent locally. Small limits are
+never leased, near a limit nothing is leased, two replicas with leases never over-admit, a
+lease taken under old limits is not spent under new ones, and covers stay current across
+limit changes and UTC days. Settlements and give-backs: test_lease_push.py."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
-from typing import Any, cast
+from typing import cast
 
-import pytest
 import redis as sync_redis
 
-from slipstream.tenancy.admission import Admitted
 from slipstream.tenancy.budgets import BudgetPlan, BudgetScope, Reservation
-from slipstream.tenancy.leases import IDLE_S, Leases, RateLease, hold
+from slipstream.tenancy.leases import Leases, RateLease, hold
 from slipstream.tenancy.ratelimit import Scope
-from slipstream.tenancy.redis_admission import (
-    BUDGET_PREFIX,
-    PUSH_S,
-    RATE_PREFIX,
-    RedisAdmission,
-)
+from slipstream.tenancy.redis_admission import RedisAdmission
+from slipstream.tenancy.redis_scripts import RATE_PREFIX
 
-from .conftest import REDIS_URL, redis_client
-
-BIG = 10**9
-
-
-@pytest.fixture
-def r() -> Iterator[sync_redis.Redis]:
-    client = sync_redis.Redis.from_url(REDIS_URL)
-    yield client
-    client.close()
-
-
-class Calls:
-    """Counts the script calls of one RedisAdmission: admissions (take 1), lease top-ups
-    (take 0) and pushes."""
-
-    def __init__(self, adm: RedisAdmission) -> None:
-        assert adm.wire is not None
-        wire = adm.wire
-        self.admits = self.top_ups = self.pushes = 0
-        evalsha, submit = wire.evalsha, wire.submit
-        admit_sha = adm._admit.sha
-
-        async def counted(sha: str, script: str, keys: Any, args: Any, lazy: bool = False) -> Any:
-            if sha == admit_sha:
-                if args[4] == 1:
-                    self.admits += 1
-                else:
-                    self.top_ups += 1
-            else:
-                self.pushes += 1
-            return await evalsha(sha, script, keys, args, lazy)
-
-        def submitted(sha: str, keys: Any, args: Any) -> Any:
-            self.pushes += 1
-            return submit(sha, keys, args)
-
-        wire.evalsha = counted  # type: ignore[method-assign]
-        wire.submit = submitted  # type: ignore[method-assign]
-
-    @property
-    def total(self) -> int:
-        return self.admits + self.top_ups + self.pushes
-
-
-def at_once(coro: Any) -> Any:
-    """Run a coroutine that must finish without waiting on anything (no I/O)."""
-    try:
-        coro.send(None)
-    except StopIteration as done:
-        return done.value
-    coro.close()
-    raise AssertionError("it waited on something (a Redis call)")
-
-
-def reserved(a: Admitted) -> Reservation:
-    assert isinstance(a.budget, Reservation)
-    return a.budget
-
-
-def big_scopes(ns: str) -> tuple[list[Scope], BudgetPlan]:
-    scopes = [Scope(f"key:{ns}", BIG, BIG, BIG), Scope(f"team:{ns}", BIG, BIG, BIG)]
-    plan = BudgetPlan([BudgetScope(f"key:{ns}", BIG, "daily")], 10)
-    return scopes, plan
-
-
-def level(r: sync_redis.Redis, scope: str) -> tuple[float, float]:
-    """The levels of a scope's requests/min and tokens/min buckets (inf: not tracked)."""
-    a, _, c, _ = r.get(f"{RATE_PREFIX}{scope}:b").decode().split()  # type: ignore[union-attr]
-    return tuple(float("inf") if v == "x" else float(v) for v in (a, c))  # type: ignore[return-value]
-
-
-def book(r: sync_redis.Redis, scope: str) -> dict[bytes, bytes]:
-    (key,) = list(r.scan_iter(f"{BUDGET_PREFIX}{scope}:*"))
-    return r.hgetall(key)  # type: ignore[return-value]
+from .conftest import redis_client
+from .leasing import BIG, Calls, at_once, big_scopes, book, level, reserved
 
 
 def test_small_limits_are_never_leased() -> None:
     assert hold(63, 1) == 0 and hold(64, 1) == 1 and hold(10**6, 1) == 64
     assert hold(6400, 100) == 100 and hold(6399, 100) == 0  # one request's worth at least
     assert hold(None, 1) == 0
-
-
-def test_covered_requests_make_no_redis_call_and_settlements_share_one_push(
-    redis_ns: str,
-) -> None:
-    scopes, plan = big_scopes(redis_ns)
-
-    async def scenario() -> None:
-        client = redis_client()
-        adm = RedisAdmission(client)
-        calls = Calls(adm)
-        first = await adm.admit(scopes, 100, "r0", plan)
-        assert first.limits.allowed and calls.admits == 1
-        admitted = [first]
-        for i in range(1, 30):  # under half of what a lease holds (64): no top-up either
-            a = at_once(adm.admit(scopes, 100, f"r{i}", plan))
-            assert a.limits.allowed and isinstance(a.budget, Reservation)
-            assert 0 <= int(a.limits.headers["x-ratelimit-remaining-requests"]) <= BIG
-            admitted.append(a)
-        assert calls.total == 1
-        crossings = await asyncio.gather(
-            *(adm.settle(scopes, 100, 60, f"r{i}", reserved(a), 7) for i, a in enumerate(admitted))
-        )
-        assert calls.pushes == 1 and calls.total == 2  # 30 settlements, one push
-        spans = sorted((c.before_micro, c.spent_micro) for cs in crossings for c in cs)
-        assert spans == [(7 * i, 7 * i + 7) for i in range(30)]  # exact, back to back
-        await adm.aclose()
-        await client.aclose()
-
-    asyncio.run(scenario())
 
 
 def test_near_the_limit_nothing_is_leased_and_every_request_asks_redis(
@@ -195,34 +85,6 @@ def test_a_lease_taken_under_old_limits_is_not_spent_under_new_ones(
     asyncio.run(scenario())
 
 
-def test_unused_leases_go_back_when_idle_and_at_close(redis_ns: str, r: sync_redis.Redis) -> None:
-    scopes, plan = big_scopes(redis_ns)
-    key, team = scopes[0].name, scopes[1].name
-
-    async def scenario() -> None:
-        client = redis_client()
-        adm = RedisAdmission(client)
-        a = await adm.admit(scopes, 100, "r0", plan)
-        await adm.settle(scopes, 100, 100, "r0", reserved(a), 10)
-        assert level(r, key)[0] == BIG - 1 - 64  # its own request and a lease of 64
-        assert r.zcard(f"{RATE_PREFIX}{key}:p") == 64  # leased slots (its own is freed)
-        assert int(book(r, key)[b"reserved"]) == 640  # 64 worst cases
-        await asyncio.sleep(IDLE_S + 0.6)
-        assert BIG - 1 <= level(r, key)[0] <= BIG and level(r, team)[1] > BIG - 200
-        assert r.zcard(f"{RATE_PREFIX}{key}:p") == 0
-        assert book(r, key) == {b"spent": b"10", b"reserved": b"0"}
-        a = await adm.admit(scopes, 100, "r1", plan)  # leases again, given back at close
-        assert r.zcard(f"{RATE_PREFIX}{key}:p") == 65
-        await adm.settle(scopes, 100, 100, "r1", reserved(a), 10)
-        await adm.aclose()
-        await client.aclose()
-
-    asyncio.run(scenario())
-    assert r.zcard(f"{RATE_PREFIX}{key}:p") == 0
-    assert book(r, key) == {b"spent": b"20", b"reserved": b"0"}
-    assert level(r, key)[0] >= BIG - 2
-
-
 def test_two_replicas_with_leases_never_over_admit(redis_ns: str, r: sync_redis.Redis) -> None:
     """640 concurrency slots, then a budget of 1000 worst cases (both leased: 10 slots or 15
     worst cases per lease), spent by 16 workers per replica, each admitting until refused."""
@@ -263,119 +125,6 @@ def test_two_replicas_with_leases_never_over_admit(redis_ns: str, r: sync_redis.
     admitted = asyncio.run(scenario(rate[:0], budget))  # nor do reservations
     assert 999 <= admitted <= 1001  # reservations: < 1 worst case over
     assert int(book(r, f"team:{redis_ns}")[b"reserved"]) == admitted * 100
-
-
-def test_settled_spend_reaches_redis_within_the_bound(redis_ns: str, r: sync_redis.Redis) -> None:
-    scopes, plan = big_scopes(redis_ns)
-    key = scopes[0].name
-
-    async def scenario() -> list[float]:
-        client = redis_client()
-        adm = RedisAdmission(client)
-        await adm.admit(scopes, 100, "warm", plan)  # leases taken: the rest is local
-        delays = []
-        for i in range(5):
-            a = at_once(adm.admit(scopes, 100, f"r{i}", plan))
-            t0 = time.monotonic()
-            settling = asyncio.ensure_future(adm.settle(scopes, 100, 50, f"r{i}", reserved(a), 1))
-            while int(book(r, key).get(b"spent", 0)) < i + 1:
-                await asyncio.sleep(0.001)
-            delays.append(time.monotonic() - t0)
-            await settling
-        await adm.aclose()
-        await client.aclose()
-        return delays
-
-    delays = asyncio.run(scenario())
-    assert all(d < 0.05 for d in delays), delays  # documented bound: 50 ms
-    assert max(delays) >= PUSH_S * 0.5  # and they do wait to share a push
-
-
-def test_32_concurrent_requests_make_far_fewer_than_two_calls_each(redis_ns: str) -> None:
-    scopes, plan = big_scopes(redis_ns)
-
-    async def scenario() -> tuple[int, int]:
-        client = redis_client()
-        adm = RedisAdmission(client)
-        calls = Calls(adm)
-        done = 0
-
-        async def worker(w: int) -> None:
-            nonlocal done
-            for i in range(40):
-                a = await adm.admit(scopes, 100, f"{w}-{i}", plan)
-                assert a.limits.allowed
-                await asyncio.sleep(0)  # the upstream call
-                await adm.settle(scopes, 100, 70, f"{w}-{i}", reserved(a), 5)
-                done += 1
-
-        await asyncio.gather(*(worker(w) for w in range(32)))
-        await adm.aclose()
-        await client.aclose()
-        return calls.total, done
-
-    total, done = asyncio.run(scenario())
-    assert done == 32 * 40 and total < done / 10
-
-
-def test_a_dead_replicas_leased_slots_are_swept(redis_ns: str, r: sync_redis.Redis) -> None:
-    name = f"key:{redis_ns}"
-    scopes = [Scope(name, max_parallel=640)]  # 10 slots per lease
-
-    async def fill(adm: RedisAdmission, tag: str) -> int:
-        n = 0
-        while (await adm.admit(scopes, 1, f"{tag}{n}", None)).limits.allowed:
-            n += 1
-        return n
-
-    async def scenario() -> tuple[int, int]:
-        clients = [redis_client(), redis_client()]
-        dead = RedisAdmission(clients[0], lease_ttl_s=0.5)
-        live = RedisAdmission(clients[1], lease_ttl_s=0.5)
-        assert (await dead.admit(scopes, 1, "d0", None)).limits.allowed
-        assert dead.leases.rate[name].slots == 10
-        assert dead._keeper is not None
-        dead._keeper.cancel()  # it dies: nobody refreshes or gives back its leased slots
-        before = await fill(live, "a")
-        await asyncio.sleep(0.6)
-        after = await fill(live, "b")
-        await live.aclose()
-        for c in clients:
-            await c.aclose()
-        return before, after
-
-    before, after = asyncio.run(scenario())
-    assert before == 640 - 1 - 10  # the dead replica's request and its 10 leased slots
-    assert after == 10  # its leased slots expired; its request's own slot has not
-
-
-def test_without_crossings_to_report_a_settle_does_not_wait_for_its_push(
-    redis_ns: str, r: sync_redis.Redis
-) -> None:
-    scopes, plan = big_scopes(redis_ns)
-    key = scopes[0].name
-
-    async def scenario() -> None:
-        client = redis_client()
-        adm = RedisAdmission(client)
-        adm.report_crossings = False  # no budget alerts configured
-        calls = Calls(adm)
-        warm = await adm.admit(scopes, 100, "warm", plan)
-        assert await adm.settle(scopes, 100, 50, "warm", reserved(warm), 0) == []
-        for i in range(5):
-            a = at_once(adm.admit(scopes, 100, f"r{i}", plan))
-            assert at_once(adm.settle(scopes, 100, 50, f"r{i}", reserved(a), 3)) == []
-            assert not at_once(adm.settle(scopes, 100, 50, f"r{i}", reserved(a), 3))  # once
-        assert calls.pushes == 0 and calls.total == 1
-        t0 = time.monotonic()
-        while int(book(r, key).get(b"spent", 0)) < 15:
-            await asyncio.sleep(0.001)
-        assert time.monotonic() - t0 < 0.05 and calls.pushes == 1  # one push, in the bound
-        await adm.aclose()
-        await client.aclose()
-
-    asyncio.run(scenario())
-    assert book(r, key) == {b"spent": b"15", b"reserved": b"0"}
 
 
 def test_covered_requests_see_limits_changed_through_another_list(
@@ -440,8 +189,8 @@ def test_cover_headers_are_the_lease_headers() -> None:
         lease = leases.rate["k"] = RateLease(scope)
         cover = leases.cover([scope], None, [])
         assert cover is not None
-        for level, held, now in ((0.0, 0, 0.0), (10.5, 3, 1.0), (-50.0, 64, 2.0), (1e9, 64, 3.0)):
-            lease.level_requests = lease.level_tokens = level
+        for seen, held, now in ((0.0, 0, 0.0), (10.5, 3, 1.0), (-50.0, 64, 2.0), (1e9, 64, 3.0)):
+            lease.level_requests = lease.level_tokens = seen
             lease.requests = lease.tokens = held
             lease.seen_at = 0.5
             assert cover.headers(now) == leases.headers(scope, now)

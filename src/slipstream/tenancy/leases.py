@@ -7,11 +7,9 @@ never admit more than the shared limit allows. A request is admitted from leases
 every one of its scopes and books is covered; otherwise the script decides (all or nothing,
 as without leases) and tops the leases up in the same call.
 
-Sizing keeps behaviour near a limit exact and stranded capacity small: a replica holds at
-most 1/64 of a limit and at most 64 requests' worth (`hold`), nothing at all for limits
-under 64 requests' worth of it, and the script grants nothing once less than a quarter of
-the limit is left. So capacity stranded in other replicas' unused leases is at most
-`hold` per replica, and only until they use it or give it back after `IDLE_S`.
+Sizing (lease_records.py) keeps behaviour near a limit exact and stranded capacity small:
+capacity stranded in other replicas' unused leases is at most `hold` per replica, and only
+until they use it or give it back after `IDLE_S`.
 
 This module keeps the local books and what must still reach Redis (`push_*`: settlements,
 given-back capacity); it does no I/O.
@@ -20,154 +18,24 @@ given-back capacity); it does no I/O.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import cast
 
 from slipstream.tenancy.budgets import BudgetScope, Reservation
-from slipstream.tenancy.ratelimit import WINDOW_S, Scope, rate_headers
+from slipstream.tenancy.lease_cover import Cover
+from slipstream.tenancy.lease_records import (
+    IDLE_S,
+    BookLease,
+    BookPush,
+    RateAsk,
+    RateLease,
+    RatePush,
+    hold,
+)
+from slipstream.tenancy.ratelimit import Scope, rate_headers
 
-LEASE_SHARE = 64  # a lease holds at most 1/LEASE_SHARE of a limit ...
-LEASE_REQUESTS = 64  # ... and at most this many requests' worth
-IDLE_S = 1.0  # leases not used for this long go back to Redis
-
-
-def hold(capacity: int | None, unit: int) -> int:
-    """How much of a limit this replica may hold (0: always ask Redis), for requests that
-    take `unit` each."""
-    if capacity is None:
-        return 0
-    unit = max(unit, 1)
-    h = min(capacity // LEASE_SHARE, LEASE_REQUESTS * unit)
-    return h if h >= unit else 0
-
-
-@dataclass
-class RateLease:
-    """What this replica holds of one rate scope: requests and tokens taken from its shared
-    buckets, and concurrency slots (members `<prefix>0` .. `<prefix>{slots-1}` of its slot
-    set, refreshed while held so that a dead replica's slots expire)."""
-
-    scope: Scope  # its limits, as last seen
-    requests: int = 0
-    tokens: int = 0
-    slots: int = 0
-    slots_used: int = 0  # by requests admitted here and not settled yet
-    hold_requests: int = 0  # what it may hold (`hold`, worked out when asking for more)
-    hold_tokens: int = 0
-    hold_slots: int = 0
-    asked_requests: int = 0  # asked for by script calls in flight
-    asked_tokens: int = 0
-    slots_busy: bool = False  # a call adding or removing slot members is in flight
-    level_requests: float = 0.0  # the shared levels Redis last reported (after our take)
-    level_tokens: float = 0.0
-    seen_at: float = 0.0
-    used_at: float = 0.0
-    refreshed_at: float = 0.0
-    # still to reach Redis: requests and tokens given back (tokens < 0: usage debt), slot
-    # members [push_slots_from, push_slots_to) to remove, slots taken by request id to free
-    push_requests: int = 0
-    push_tokens: int = 0
-    push_slots_from: int = 0
-    push_slots_to: int = 0
-    push_refresh: bool = False
-    push_ids: list[str] = field(default_factory=list)
-
-
-@dataclass
-class BookLease:
-    """Micro-dollars this replica reserved in one shared budget book beyond its requests'
-    own reservations; and the settled spend still to reach Redis."""
-
-    limit: int  # the book's limit when leased
-    micro: int = 0
-    hold: int = 0
-    asked: int = 0
-    used_at: float = 0.0
-    push_spent: int = 0
-    push_reserved: int = 0
-
-
-@dataclass
-class RateAsk:
-    """One scope's part of a script call: what to ask for, and where new slot members start."""
-
-    requests: int
-    tokens: int
-    slots: int
-    slots_from: int
-
-
-@dataclass
-class RatePush:
-    scope: Scope
-    requests: int
-    tokens: int
-    slots_from: int
-    slots_to: int
-    refresh: int  # members 0 .. refresh-1 to keep alive
-    ids: list[str]
-
-
-@dataclass
-class BookPush:
-    bucket: str
-    spent: int
-    reserved: int
-
-
-class Cover:
-    """The leases that the requests of one list of rate scopes and one list of budget books
-    need (`Leases.cover`), found once: a covered request is then admitted and settled with
-    no lookups. The limits stage shares one list of each among all requests of a key, so
-    covers are kept by the lists' identity (holding them). Current while the leases' `gen`
-    is unchanged."""
-
-    __slots__ = (
-        "book_names", "books", "budgets", "gen", "head", "named", "par", "rate", "req",
-        "scopes", "shown", "tok",
-    )  # fmt: skip
-
-    def __init__(
-        self,
-        scopes: Sequence[Scope],
-        budgets: Sequence[BudgetScope] | None,
-        named: Sequence[tuple[BudgetScope, str]],
-        gen: int,
-        rate: list[RateLease],
-        books: list[tuple[str, BookLease]],
-    ) -> None:
-        self.scopes, self.budgets, self.named, self.gen = scopes, budgets, named, gen
-        self.rate = tuple(rate)
-        self.req = tuple(lease for s, lease in zip(scopes, rate, strict=True) if s.rpm is not None)
-        self.tok = tuple(lease for s, lease in zip(scopes, rate, strict=True) if s.tpm is not None)
-        self.par = tuple(
-            lease for s, lease in zip(scopes, rate, strict=True) if s.max_parallel is not None
-        )
-        self.book_names = tuple(books)
-        self.books = tuple(book for _, book in books)
-        self.head = rate[0] if rate else None
-        # The last headers shown, by (requests left, tokens left): they rarely change for a
-        # key far from its limits (the level is capped at the limit).
-        self.shown: tuple[int, int, dict[str, str]] = (-1, -1, {})
-
-    def headers(self, now: float) -> dict[str, str]:
-        """`Leases.headers` of the first scope (there must be one)."""
-        lease, scope = cast(RateLease, self.head), self.scopes[0]
-        elapsed = now - lease.seen_at
-        r = t = 0.0
-        if rpm := scope.rpm:
-            r = lease.level_requests + elapsed * rpm / WINDOW_S
-            r = (r if r < rpm else rpm) + lease.requests
-            r = 0.0 if r < 0.0 else (r if r < rpm else rpm)
-        if tpm := scope.tpm:
-            t = lease.level_tokens + elapsed * tpm / WINDOW_S
-            t = (t if t < tpm else tpm) + lease.tokens
-            t = 0.0 if t < 0.0 else (t if t < tpm else tpm)
-        ri, ti = int(r), int(t)
-        shown = self.shown
-        if shown[0] != ri or shown[1] != ti:
-            shown = self.shown = (ri, ti, rate_headers(scope, r, t, 0, 0, resets=False))
-        return shown[2].copy()
+__all__ = [
+    "IDLE_S", "BookLease", "BookPush", "Cover", "Leases", "RateAsk", "RateLease", "RatePush",
+    "hold",
+]  # fmt: skip
 
 
 class Leases:
@@ -316,28 +184,10 @@ class Leases:
                 book.used_at = now
 
     def headers(self, scope: Scope, now: float) -> dict[str, str]:
-        """Rate-limit headers from the local view: the level Redis last reported, refilled
-        since, plus what this replica still holds (approximate: other replicas' takes since
-        are unseen), within [0, limit]."""
-        lease = self.rate.get(scope.name) or RateLease(scope)
-        elapsed = now - lease.seen_at
-        r = t = 0.0
-        if scope.rpm:
-            rpm = scope.rpm
-            r = min(rpm, lease.level_requests + elapsed * rpm / WINDOW_S) + lease.requests
-            r = min(max(r, 0.0), rpm)
-        if scope.tpm:
-            tpm = scope.tpm
-            t = min(tpm, lease.level_tokens + elapsed * tpm / WINDOW_S) + lease.tokens
-            t = min(max(t, 0.0), tpm)
-        return rate_headers(
-            scope,
-            r,
-            t,
-            (scope.rpm - r) * WINDOW_S / scope.rpm if scope.rpm else 0,
-            (scope.tpm - t) * WINDOW_S / scope.tpm if scope.tpm else 0,
-            resets=False,  # an answered request's headers (a 429 carries the resets)
-        )
+        """Rate-limit headers from the local view (`RateLease.levels`) for an answered
+        request (a 429 carries the resets)."""
+        r, t = (self.rate.get(scope.name) or RateLease(scope)).levels(now)
+        return rate_headers(scope, r, t, resets=False)
 
     def settle(
         self,
@@ -361,13 +211,7 @@ class Leases:
             lease = self._lease(s)
             queued = False
             if s.tpm is not None and delta:
-                lease.tokens += delta
-                excess = lease.tokens - lease.hold_tokens
-                if lease.tokens < 0 or excess > 0:
-                    give = lease.tokens if lease.tokens < 0 else excess
-                    lease.push_tokens += give
-                    lease.tokens -= give
-                    queued = True
+                queued = lease.correct_tokens(delta)
             if s.max_parallel is not None:
                 if leased_slot:
                     lease.slots_used = max(0, lease.slots_used - 1)
@@ -381,21 +225,7 @@ class Leases:
         if reservation is not None:
             worst = reservation.worst_micro
             for bs, b in reservation.scopes:
-                book = self._book(b, bs.limit_micro)
-                offsets.append(book.push_spent)
-                book.push_spent += cost_micro
-                # Redis holds (our requests' worst cases + our lease): it loses this cost
-                # to `spent`, and the lease keeps worst - cost, within [0, hold].
-                book.micro += worst - cost_micro
-                give = cost_micro
-                if book.micro < 0:
-                    give += book.micro
-                    book.micro = 0
-                excess = book.micro - book.hold
-                if excess > 0:
-                    give += excess
-                    book.micro -= excess
-                book.push_reserved -= give
+                offsets.append(self._book(b, bs.limit_micro).settle(worst, cost_micro))
                 self._dirty_books.add(b)
                 queued_any = True
         return queued_any, offsets
@@ -414,18 +244,9 @@ class Leases:
         queued = False
         if delta:
             for lease in c.tok:
-                t = lease.tokens + delta
-                if t < 0:
-                    give = t
-                elif t > lease.hold_tokens:
-                    give = t - lease.hold_tokens
-                else:
-                    lease.tokens = t
-                    continue
-                lease.push_tokens += give
-                lease.tokens = t - give
-                self._dirty_rate.add(lease.scope.name)
-                queued = True
+                if lease.correct_tokens(delta):
+                    self._dirty_rate.add(lease.scope.name)
+                    queued = True
         for lease in c.par:
             if lease.slots_used > 0:
                 lease.slots_used -= 1
@@ -433,20 +254,9 @@ class Leases:
             worst = reservation.worst_micro
             dirty = self._dirty_books
             for b, book in c.book_names:
+                before = book.settle(worst, cost_micro)
                 if offsets is not None:
-                    offsets.append(book.push_spent)
-                book.push_spent += cost_micro
-                # as in `settle`: the lease keeps worst - cost, within [0, hold]
-                micro = book.micro + worst - cost_micro
-                give = cost_micro
-                if micro < 0:
-                    give += micro
-                    micro = 0
-                elif micro > book.hold:
-                    give += micro - book.hold
-                    micro = book.hold
-                book.micro = micro
-                book.push_reserved -= give
+                    offsets.append(before)
                 dirty.add(b)
                 queued = True
         return queued

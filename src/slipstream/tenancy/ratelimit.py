@@ -45,14 +45,10 @@ class Limiter(Protocol):
 
 
 def rate_headers(
-    scope: Scope,
-    req_left: float,
-    tok_left: float,
-    req_reset_s: float,
-    tok_reset_s: float,
-    resets: bool = True,
+    scope: Scope, req_left: float, tok_left: float, resets: bool = True
 ) -> dict[str, str]:
-    """OpenAI's `x-ratelimit-*` headers for the scope that matters most (the key).
+    """OpenAI's `x-ratelimit-*` headers for the scope that matters most (the key): limit and
+    remaining, and with `resets` the time until the bucket is full again.
 
     `resets=False` (answered requests) leaves out the two `reset-*` headers, as LiteLLM's
     proxy does: they matter once a limit is hit, where a 429 carries them with Retry-After,
@@ -60,16 +56,18 @@ def rate_headers(
     were a quarter of what keys, limits and spend cost per request).
     """
     h: dict[str, str] = {}
-    if scope.rpm is not None:
-        h["x-ratelimit-limit-requests"] = str(scope.rpm)
+    if (rpm := scope.rpm) is not None:
+        h["x-ratelimit-limit-requests"] = str(rpm)
         h["x-ratelimit-remaining-requests"] = str(int(req_left)) if req_left > 0 else "0"
         if resets:
-            h["x-ratelimit-reset-requests"] = f"{max(req_reset_s, 0.0):.3f}s"
-    if scope.tpm is not None:
-        h["x-ratelimit-limit-tokens"] = str(scope.tpm)
+            wait = (rpm - req_left) * WINDOW_S / rpm if rpm else 0.0
+            h["x-ratelimit-reset-requests"] = f"{max(wait, 0.0):.3f}s"
+    if (tpm := scope.tpm) is not None:
+        h["x-ratelimit-limit-tokens"] = str(tpm)
         h["x-ratelimit-remaining-tokens"] = str(int(tok_left)) if tok_left > 0 else "0"
         if resets:
-            h["x-ratelimit-reset-tokens"] = f"{max(tok_reset_s, 0.0):.3f}s"
+            wait = (tpm - tok_left) * WINDOW_S / tpm if tpm else 0.0
+            h["x-ratelimit-reset-tokens"] = f"{max(wait, 0.0):.3f}s"
     return h
 
 
@@ -140,7 +138,12 @@ class MemoryLimiter:
             st.requests -= 1
             st.tokens -= tokens
             st.parallel += 1
-        return Decision(True, headers=_headers(scopes[0], states[0], False) if scopes else {})
+        return Decision(
+            True,
+            headers=rate_headers(scopes[0], states[0].requests, states[0].tokens, False)
+            if scopes
+            else {},
+        )
 
     def undo(self, scopes: Sequence[Scope], tokens: int) -> None:
         """Give back what an `acquire` that admitted just took (called before anything else
@@ -170,16 +173,5 @@ class MemoryLimiter:
 
     @staticmethod
     def _refuse(s: Scope, st: _ScopeState, what: str, wait: float) -> Decision:
-        return Decision(False, max(wait, 0.001), f"{what} limit of {s.name}", _headers(s, st, True))
-
-
-def _headers(s: Scope, st: _ScopeState, resets: bool) -> dict[str, str]:
-    if not resets:
-        return rate_headers(s, st.requests, st.tokens, 0, 0, False)
-    return rate_headers(
-        s,
-        st.requests,
-        st.tokens,
-        (s.rpm - st.requests) * WINDOW_S / s.rpm if s.rpm else 0,
-        (s.tpm - st.tokens) * WINDOW_S / s.tpm if s.tpm else 0,
-    )
+        headers = rate_headers(s, st.requests, st.tokens)
+        return Decision(False, max(wait, 0.001), f"{what} limit of {s.name}", headers)

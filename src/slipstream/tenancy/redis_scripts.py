@@ -1,11 +1,26 @@
 """The Lua scripts of the shared (Redis) admission: admit (and top up leases), push
 (settlements and returned leases, batched), seed (a budget book from the ledger).
 
-Kept apart from redis_admission.py, which builds their KEYS/ARGV; the layouts are described
-above each script.
+The layouts of their KEYS/ARGV are described above each script; `admit_call` and `push_call`
+at the end build them, `admit_grants` reads ADMIT's answer.
+
+Data layout: a scope's requests/min and tokens/min buckets share one string key {level,
+stamp} x 2, refilled from Redis' own clock (no replica clock skew), that expires after two
+idle windows. Concurrency is a sorted set scored by start time: request ids, swept after
+`PARALLEL_TTL_S`, and leased slots, scored so that they are swept `lease_ttl_s` after their
+holder last refreshed them (a replica that died gives its leased slots back within that
+time). Budget books are hashes {spent, reserved}, one per scope and window (35-day TTL, set
+when the book is created); `reserved` includes the leases.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from slipstream.tenancy.budgets import BudgetScope
+from slipstream.tenancy.lease_records import BookPush, RateAsk, RatePush
+from slipstream.tenancy.ratelimit import Scope
 
 PARALLEL_TTL_S = 900
 BUDGET_TTL_S = 3024000
@@ -214,3 +229,75 @@ def lua(script: str) -> str:
     return script.replace("__TTL__", str(PARALLEL_TTL_S)).replace(
         "__BUDGET_TTL__", str(BUDGET_TTL_S)
     )
+
+
+# -- the KEYS and ARGV of a call, as laid out above each script ----------------------------
+
+RATE_PREFIX = "slipstream:rl:"
+BUDGET_PREFIX = "slipstream:budget:"
+
+
+def limit_arg(v: int | None) -> int:
+    return -1 if v is None else v
+
+
+def rate_keys(scopes: Sequence[Scope]) -> list[str]:
+    """Per rate scope: its buckets string and its slot set."""
+    keys = []
+    for s in scopes:
+        name = RATE_PREFIX + s.name
+        keys += [name + ":b", name + ":p"]
+    return keys
+
+
+def admit_call(
+    scopes: Sequence[Scope],
+    tokens: int,
+    request_id: str,
+    named: Sequence[tuple[BudgetScope, str]],
+    worst: int,
+    asks: tuple[list[RateAsk], list[int]],
+    prefix: str,
+    lease_ttl_s: float,
+) -> tuple[list[str], list[int | str]]:
+    """ADMIT's keys and args: admit the request (no `request_id`: only top leases up)."""
+    take = 1 if request_id else 0
+    keys = rate_keys(scopes)
+    args: list[int | str] = [tokens, request_id, len(scopes), worst, take, prefix]
+    args.append(str(lease_ttl_s))
+    for s, a in zip(scopes, asks[0], strict=True):
+        args += [limit_arg(s.rpm), limit_arg(s.tpm), limit_arg(s.max_parallel)]
+        args += [a.requests, a.tokens, a.slots, a.slots_from]
+    for (bs, b), m in zip(named, asks[1], strict=True):
+        keys.append(BUDGET_PREFIX + b)
+        args += [bs.limit_micro, m]
+    return keys, args
+
+
+def push_call(
+    rate: Sequence[RatePush], books: Sequence[BookPush], prefix: str, lease_ttl_s: float
+) -> tuple[list[str], list[int | str]]:
+    """PUSH's keys and args: what settlements and given-back leases owe Redis."""
+    keys = rate_keys([p.scope for p in rate])
+    args: list[int | str] = [len(rate), prefix, str(lease_ttl_s)]
+    for p in rate:
+        args += [limit_arg(p.scope.rpm), limit_arg(p.scope.tpm), p.requests, p.tokens]
+        args += [p.slots_from, p.slots_to, p.refresh, len(p.ids), *p.ids]
+    for b in books:
+        keys.append(BUDGET_PREFIX + b.bucket)
+        args += [b.spent, b.reserved]
+    return keys, args
+
+
+def admit_grants(
+    reply: Sequence[Any], n: int
+) -> tuple[list[tuple[float, float, int, int, int]], list[int]]:
+    """What an admitting ADMIT call granted: per rate scope (requests left, tokens left,
+    requests, tokens and slots granted), per budget book the micro-dollars granted."""
+    rates = [
+        (float(reply[i]), float(reply[i + 1]), int(reply[i + 2]), int(reply[i + 3]),
+         int(reply[i + 4]))
+        for i in range(4, 4 + n * 5, 5)
+    ]  # fmt: skip
+    books = [int(reply[j]) for j in range(5 + n * 5, len(reply), 2)]
+    return rates, books

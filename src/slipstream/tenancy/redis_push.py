@@ -1,0 +1,152 @@
+"""Settlements and given-back leases reach Redis in batches: one PUSH script call per
+`PUSH_S` for everything queued in the leases meanwhile (or sooner, just ahead of the next
+admission call, which must see it first). Settles that want their budget crossings wait for
+the push that carries them. While leases are held, a keeper gives idle ones back and keeps
+leased slots alive."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from redis.commands.core import AsyncScript
+from redis.exceptions import RedisError, ResponseError
+
+from slipstream.tenancy.budgets import Crossing, MemoryBudgets, Reservation
+from slipstream.tenancy.leases import IDLE_S, BookPush, Leases, RatePush
+from slipstream.tenancy.redis_guard import RedisGuard
+from slipstream.tenancy.redis_scripts import push_call
+from slipstream.tenancy.redis_wire import RedisWire
+
+PUSH_S = 0.01  # settlements wait at most this long to share one push call
+KEEP_S = 0.25  # how often idle leases are looked for
+
+Run = Callable[[AsyncScript, Sequence[str], Sequence[int | str]], Awaitable[Any]]
+
+
+class Pusher:
+    def __init__(
+        self,
+        leases: Leases,
+        script: AsyncScript,
+        wire: RedisWire | None,
+        run: Run,
+        guard: RedisGuard,
+        fallback: MemoryBudgets,
+        prefix: str,
+        lease_ttl_s: float,
+    ) -> None:
+        self.leases, self.script, self.wire, self.run = leases, script, wire, run
+        self.guard, self.fallback = guard, fallback
+        self.prefix, self.lease_ttl_s = prefix, lease_ttl_s
+        self.tasks: set[asyncio.Task[None]] = set()
+        self._batch: asyncio.Future[dict[str, int]] | None = None  # answered by the next push
+        self._timer: asyncio.TimerHandle | None = None
+        self._keeper: asyncio.Task[None] | None = None
+        self.report_crossings = True  # see RedisAdmission.report_crossings
+
+    def keep(self) -> None:
+        """Start the keeper if leases are held and it is not running."""
+        if self._keeper is None and self.leases.held():
+            self._keeper = asyncio.get_running_loop().create_task(self._keep())
+
+    async def stop_keeping(self) -> None:
+        if self._keeper is not None:
+            self._keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keeper
+
+    async def _keep(self) -> None:
+        """While leases are held: give back idle ones, keep leased slots alive."""
+        try:
+            while self.leases.held():
+                await asyncio.sleep(KEEP_S)
+                if self.guard.usable():
+                    clock = time.monotonic()
+                    if self.leases.release(clock - IDLE_S, clock - self.lease_ttl_s / 3, clock):
+                        self.now()
+        finally:
+            self._keeper = None
+
+    def soon(self) -> None:
+        """Push what is queued within PUSH_S (nobody waits on it)."""
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(PUSH_S, self.now)
+
+    async def settled(
+        self, reservation: Reservation | None, offsets: list[int] | None, cost_micro: int
+    ) -> list[Crossing]:
+        """A settle queued something: without `report_crossings`, push it within PUSH_S and
+        return []; else wait for that push and return the crossings of `reservation` (its
+        books' spend before the push plus `offsets`, what was queued before it)."""
+        if not self.report_crossings:
+            self.soon()
+            return []
+        batch = self._batch
+        if batch is None:
+            batch = self._batch = asyncio.get_running_loop().create_future()
+            self.soon()
+        bases = await batch  # the spend of each book before the push
+        if reservation is None or offsets is None:
+            return []
+        return [
+            Crossing(s, b, bases[b] + off, bases[b] + off + cost_micro)
+            for (s, b), off in zip(reservation.scopes, offsets, strict=True)
+            if b in bases
+        ]
+
+    def now(self) -> asyncio.Task[None] | None:
+        """Send everything settled or given back since the last push, in one script call,
+        ahead of any call made after this one."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self.leases.dirty():
+            return None
+        rate, books = self.leases.drain()
+        batch, self._batch = self._batch, None
+        keys, args = push_call(rate, books, self.prefix, self.lease_ttl_s)
+        sent = None
+        if self.wire is not None:
+            sent = self.wire.submit(self.script.sha, keys, args)
+        task = asyncio.get_running_loop().create_task(
+            self._answered(rate, books, batch, sent, keys, args)
+        )
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    async def _answered(
+        self,
+        rate: list[RatePush],
+        books: list[BookPush],
+        batch: asyncio.Future[dict[str, int]] | None,
+        sent: asyncio.Future[Any] | None,
+        keys: list[str],
+        args: list[int | str],
+    ) -> None:
+        """Wait for a push's answer: each book's spend before it goes to the settlements
+        waiting on `batch` (for their crossings)."""
+        bases: dict[str, int] = {}
+        try:
+            try:
+                after = await sent if sent is not None else None
+            except ResponseError as e:
+                if not str(e).startswith("NOSCRIPT"):
+                    raise
+                after = None
+            if after is None:
+                after = await self.run(self.script, keys, args)
+            bases = {b.bucket: int(a) - b.spent for b, a in zip(books, after, strict=True)}
+        except (RedisError, OSError) as e:
+            self.guard.failed("settle", e)
+            book = self.fallback.spent  # the ledger has the spend too
+            for b in books:
+                book[b.bucket] = book.get(b.bucket, 0) + b.spent
+        finally:
+            self.leases.pushed(rate)
+            if batch is not None and not batch.done():
+                batch.set_result(bases)
