@@ -143,12 +143,8 @@ class LimitsStage:
         t = ctx.extra.get(EXTRA)
         if not isinstance(t, TenantRequest) or (not t.limit_scopes and t.reservation is None):
             return
-        u = ctx.usage
-        actual = u.prompt_tokens + u.completion_tokens if u is not None else t.limit_tokens
-        if self.tenancy.redis is None:  # in memory: no I/O, nothing to wait for
-            await self._settle(t, actual, ctx.request_id)
-        else:
-            await self.tenancy.settle(self._settle(t, actual, ctx.request_id))
+        actual = ctx.usage.total_tokens if ctx.usage is not None else t.limit_tokens
+        await self.tenancy.settle(self._settle(t, actual, ctx.request_id))
 
     async def _settle(self, t: TenantRequest, actual: int, request_id: str) -> None:
         crossings = await self.tenancy.admission.settle(

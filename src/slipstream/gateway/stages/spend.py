@@ -44,10 +44,7 @@ class SpendStage:
         d = ctx.deployment
         if not isinstance(t, TenantRequest) or d is None:
             return  # refused before any upstream call: nothing was spent
-        usage = ctx.usage
-        source = "upstream"
-        if usage is None:
-            usage, source = billed_usage(ctx, t)
+        usage, source = billed_usage(ctx, t)
         price = self.tenancy.prices.for_deployment(d.config)
         cost = price.cost_micro(usage) if usage is not None else 0
         t.cost_micro = cost
