@@ -60,16 +60,13 @@ def request_tags(
 ) -> tuple[str, ...]:
     h = headers.get(TAGS_HEADER)
     meta = body.get("metadata")
-    if not h and not isinstance(meta, dict):  # the usual request: the key's own tags
-        if not key_tags:
-            return ()
-        tags = list(key_tags)
-    else:
-        tags = list(key_tags)
-        if h:
-            tags += [t.strip() for t in h.split(",")]
-        if isinstance(meta, dict) and isinstance(meta.get("tags"), list):
-            tags += [str(t) for t in meta["tags"]]
+    if not key_tags and not h and not isinstance(meta, dict):  # the usual request
+        return ()
+    tags = list(key_tags)
+    if h:
+        tags += [t.strip() for t in h.split(",")]
+    if isinstance(meta, dict) and isinstance(meta.get("tags"), list):
+        tags += [str(t) for t in meta["tags"]]
     seen: dict[str, None] = {}
     for t in tags:
         if t and len(t) <= 200:
