@@ -10,10 +10,9 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from slipstream.config import parse_config
-from slipstream.gateway import Gateway, GatewayError
+from slipstream.gateway import Gateway, GatewayError, Phase, Refusal
 from slipstream.gateway.context import RequestContext
-from slipstream.gateway.stages import default_stages
-from slipstream.providers.base import ErrorKind, ProviderError
+from slipstream.providers.base import ErrorKind
 
 from .fakes import FakeClock, Fleet, Step, chat, dep, err, make_gateway, run
 
@@ -53,16 +52,30 @@ def test_raw_body_passes_through_only_when_the_model_name_is_unchanged():
 
 
 class Recorder:
-    def __init__(self, name: str, log: list[str], reject: bool = False) -> None:
-        self.name, self.log, self.reject = name, log, reject
+    def __init__(
+        self, name: str, log: list[str], reject: bool = False, phase: Phase = Phase.ADMIT
+    ) -> None:
+        self.name, self.log, self.reject, self.phase = name, log, reject, phase
 
     async def pre(self, ctx: RequestContext) -> None:
         self.log.append(f"pre:{self.name}")
         if self.reject:
-            raise ProviderError(ErrorKind.RATE_LIMITED, 429, "over the key's limit", retry_after=3)
+            raise Refusal(429, "rate_limit_exceeded", "over the key's limit", retry_after=3)
 
     async def post(self, ctx: RequestContext) -> None:
         self.log.append(f"post:{self.name}:{ctx.status}")
+
+
+class Stages:
+    """A feature contributing the given stages."""
+
+    name = "test"
+
+    def __init__(self, *stages: object) -> None:
+        self._stages = list(stages)
+
+    def stages(self) -> list:
+        return self._stages
 
 
 def test_stages_run_in_order_and_a_rejecting_stage_short_circuits():
@@ -72,7 +85,7 @@ def test_stages_run_in_order_and_a_rejecting_stage_short_circuits():
     gw = Gateway(
         config,
         fleet.factory,
-        stages=lambda m: [*default_stages(m), Recorder("auth", log), Recorder("limits", log)],
+        features=[Stages(Recorder("auth", log, phase=Phase.AUTHENTICATE), Recorder("limits", log))],
     )
     run(lambda: gw.handle("chat/completions", chat(), None, {}))
     assert log == ["pre:auth", "pre:limits", "post:limits:200", "post:auth:200"]
@@ -81,16 +94,19 @@ def test_stages_run_in_order_and_a_rejecting_stage_short_circuits():
     gw = Gateway(
         config,
         fleet.factory,
-        stages=lambda m: [
-            *default_stages(m),
-            Recorder("auth", log),
-            Recorder("limits", log, reject=True),
-            Recorder("never", log),
+        features=[
+            Stages(
+                Recorder("auth", log, phase=Phase.AUTHENTICATE),
+                Recorder("limits", log, reject=True),
+                Recorder("never", log),
+            )
         ],
     )
     with pytest.raises(GatewayError) as info:
         run(lambda: gw.handle("chat/completions", chat(), None, {}))
     assert info.value.status == 429 and info.value.headers()["retry-after"] == "3"
+    assert info.value.body()["error"]["code"] == "rate_limit_exceeded"
+    assert info.value.body()["error"]["type"] == "rate_limit_error"
     assert log == ["pre:auth", "pre:limits", "post:auth:429"]
     assert fleet.counts() == {"a": 0}  # the rejected request never reached a provider
     assert (

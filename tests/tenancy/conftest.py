@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from tests.gateway.fakes import Fleet
 from tests.store.conftest import PG_URL, pg_schema
 
 from slipstream.config import parse_config
-from slipstream.gateway import Gateway
+from slipstream.gateway import Feature, Gateway
 from slipstream.store import Store
 from slipstream.tenancy.runtime import Tenancy
 
@@ -75,10 +75,18 @@ def models(**dep_extra: Any) -> list[dict[str, Any]]:
 
 
 def tenant_gateway(
-    tenancy: Tenancy, fleet: Fleet, factory: Any = None, **dep_extra: Any
+    tenancy: Tenancy,
+    fleet: Fleet,
+    factory: Any = None,
+    *,
+    also: Sequence[Feature] = (),
+    **dep_extra: Any,
 ) -> Gateway:
+    """A gateway with the tenancy feature (and `also`, after it) over scripted providers."""
     config = parse_config({"models": models(**dep_extra)})
-    return Gateway(config, factory or fleet.factory, rng=random.Random(3), stages=tenancy.stages)
+    return Gateway(
+        config, factory or fleet.factory, rng=random.Random(3), features=[tenancy, *also]
+    )
 
 
 def bearer(key: str) -> dict[str, str]:

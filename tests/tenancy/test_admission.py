@@ -115,7 +115,7 @@ def test_redis_admits_and_settles_in_one_script_call_each(sqlite_store: Store) -
 
         wire.call = counted  # type: ignore[method-assign]
         wire.submit = submitted  # type: ignore[method-assign]
-        gw = Gateway(config, Fleet().factory, stages=tenancy.stages)
+        gw = Gateway(config, Fleet().factory, features=[tenancy])
         calls.clear()
         await gw.handle("chat/completions", chat(max_tokens=10), None, bearer(key))
         assert len(calls) == 1  # admitted: one script call (settling runs after the answer)

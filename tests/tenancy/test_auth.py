@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from tests.gateway.fakes import Fleet, chat
 
-from slipstream.gateway import GatewayError
+from slipstream.gateway import GatewayError, Phase
 from slipstream.store import Limits, Store
-from slipstream.tenancy.request import EXTRA
+from slipstream.tenancy.request import TENANT
 from slipstream.tenancy.runtime import Tenancy
 
 from .conftest import MASTER, bearer, tenant_gateway
@@ -139,20 +139,22 @@ def test_request_context_carries_the_tenant_but_not_the_key(sqlite_store: Store)
     seen = {}
 
     async def scenario() -> None:
-        tenancy = Tenancy(sqlite_store, master_key=MASTER)
-        await tenancy.start()
-        gw = tenant_gateway(tenancy, Fleet())
-
         class Spy:
             name = "spy"
+            phase = Phase.TRANSFORM
 
             async def pre(self, ctx) -> None:
-                seen["t"] = ctx.extra[EXTRA]
+                seen["t"] = ctx.get(TENANT)
 
-            async def post(self, ctx) -> None:
-                return None
+        class Spying:
+            name = "spying"
 
-        gw.stages = [*gw.stages, Spy()]
+            def stages(self) -> list:
+                return [Spy()]
+
+        tenancy = Tenancy(sqlite_store, master_key=MASTER)
+        await tenancy.start()
+        gw = tenant_gateway(tenancy, Fleet(), also=[Spying()])
         headers = {**bearer(good), "x-slipstream-tags": "a, b", "x-slipstream-end-user": "u1"}
         await gw.handle("chat/completions", chat(), None, headers)
         await tenancy.aclose()

@@ -207,7 +207,7 @@ def test_a_model_limit_applies_to_all_keys_together(sqlite_store: Store) -> None
     async def scenario() -> list[int]:
         tenancy = Tenancy(sqlite_store, master_key=MASTER)
         await tenancy.start()
-        gw = Gateway(config, Fleet().factory, stages=tenancy.stages)
+        gw = Gateway(config, Fleet().factory, features=[tenancy])
         out = []
         for key in (k1, k2, k1, k2, MASTER):
             try:

@@ -4,7 +4,6 @@ at their price, cancelled streams billed for what was generated, ledger rows com
 from __future__ import annotations
 
 import asyncio
-import inspect
 import random
 from collections.abc import AsyncIterator
 from decimal import ROUND_HALF_UP, Decimal
@@ -13,7 +12,6 @@ import pytest
 from tests.gateway.fakes import Fleet, Step, chat
 
 from slipstream.config import DeploymentConfig
-from slipstream.gateway.stream import GatewayStream
 from slipstream.providers.base import (
     ProviderRequest,
     ProviderResponse,
@@ -23,26 +21,11 @@ from slipstream.providers.base import (
 from slipstream.store import Limits, Store
 from slipstream.tenancy.prices import Price, PriceTable
 from slipstream.tenancy.runtime import Tenancy
-from slipstream.tenancy.stream_usage import count_stream_chunk
 
 from .conftest import MASTER, bearer, tenant_gateway
 
 USAGE = Usage(prompt_tokens=1000, completion_tokens=200, cached_tokens=600)
 PRICES = {"input_per_mtok": 2.5, "cached_input_per_mtok": 1.25, "output_per_mtok": 10.0}
-
-
-@pytest.fixture
-def counts_stream_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Until the gateway's stream calls `count_stream_chunk` itself, wire it in here."""
-    if "count_stream_chunk" in inspect.getsource(GatewayStream):
-        return
-    original = GatewayStream._note
-
-    def note(self: GatewayStream, chunk: StreamChunk) -> None:
-        original(self, chunk)
-        count_stream_chunk(self.ctx, chunk)
-
-    monkeypatch.setattr(GatewayStream, "_note", note)
 
 
 class UsageProvider:
@@ -142,7 +125,6 @@ def test_stream_and_non_stream_cost_the_same_to_the_micro_dollar(sqlite_store: S
     assert got["sse"].tags == ["team-x"] and got["sse"].ttft_ms is not None
 
 
-@pytest.mark.usefixtures("counts_stream_chunks")
 def test_a_cancelled_stream_is_billed_for_what_was_generated(sqlite_store: Store) -> None:
     key, _rec = sqlite_store.tenants.create_key(limits=Limits(budget_micro=10**9))
 

@@ -127,6 +127,7 @@ class ModelConfig(_Frozen):
     retries: RetriesConfig = RetriesConfig()
     circuit_breaker: CircuitBreakerConfig = CircuitBreakerConfig()
     limits: ModelLimitsConfig | None = None  # for all callers together (tenancy)
+    max_request_bytes: int | None = Field(None, gt=0)  # larger request bodies get 413 (guardrails)
 
     @model_validator(mode="before")
     @classmethod

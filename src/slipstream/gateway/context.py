@@ -2,6 +2,10 @@
 
 Overhead is wall time in the gateway minus time spent awaiting upstream providers; for a
 stream it is measured up to the first chunk handed to the caller.
+
+A stage keeps its per-request state in a typed slot: it owns a module-level
+`StateKey[T]("name")` and calls `ctx.put(KEY, value)` / `ctx.get(KEY)` (a `T | None`), so
+nothing is read back from an untyped dict with `getattr`.
 """
 
 from __future__ import annotations
@@ -9,13 +13,28 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from slipstream.providers.base import Endpoint, ProviderError, Usage
+from slipstream.protocol.errors import ProviderError, Refusal
+from slipstream.providers.base import Endpoint, Usage
 
 if TYPE_CHECKING:
     from slipstream.gateway.deployment import Deployment
     from slipstream.gateway.state import GatewayState, ModelGroup
+
+T = TypeVar("T")
+
+
+class StateKey(Generic[T]):
+    """The typed slot of one stage's per-request state (compared by identity: one per stage)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"StateKey({self.name!r})"
 
 
 @dataclass(eq=False)
@@ -37,11 +56,12 @@ class RequestContext:
     fallbacks: int = 0
     ttft_s: float | None = None  # request start → first chunk / response
     usage: Usage | None = None
-    error: ProviderError | None = None
+    error: ProviderError | Refusal | None = None
     status: int = 200
     overhead_s: float | None = None  # fixed when the response (or first chunk) is ready
     stage_s: dict[str, float] = field(default_factory=dict)  # each stage measures itself
-    extra: dict[str, Any] = field(default_factory=dict)  # for later stages (tenancy...)
+    response_headers: dict[str, str] = field(default_factory=dict)  # written by stages
+    slots: dict[StateKey[Any], Any] = field(default_factory=dict)  # per-stage typed state
 
     @classmethod
     def create(
@@ -66,6 +86,12 @@ class RequestContext:
     def model(self) -> str:
         m = self.body.get("model")
         return m if isinstance(m, str) else ""
+
+    def get(self, key: StateKey[T]) -> T | None:
+        return self.slots.get(key)
+
+    def put(self, key: StateKey[T], value: T) -> None:
+        self.slots[key] = value
 
     def elapsed_s(self) -> float:
         return time.perf_counter() - self.start

@@ -1,8 +1,10 @@
 """The gateway: an ordered chain of stages around one resilient provider call.
 
-    pre:  request_id → meter → route → (auth, limits: the tenancy issue)
+    pre:  the chain's pre hooks, by phase (chain.py): request_id → meter → [auth] → route →
+          [limits] → ... → [spend]   (bracketed: contributed by features, e.g. tenancy)
     call: route per attempt → retries / fallback / breakers / timeouts → provider
-    post: the same stages in reverse (meter writes metrics and the log line)
+    chunk: for a stream, each chunk through the on_chunk hooks (stream.py)
+    post: the same stages in reverse (spend prices first, meter logs last)
 
 `Gateway` owns a `GatewayState` snapshot (config + deployments). `reload` builds a new one and
 swaps the reference in one assignment: requests already running keep the snapshot they
@@ -16,7 +18,7 @@ import asyncio
 import functools
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,19 +26,20 @@ from prometheus_client import CollectorRegistry
 
 from slipstream.config.schema import DeploymentConfig, GatewayConfig, ModelConfig
 from slipstream.gateway.breaker import CircuitBreaker
+from slipstream.gateway.chain import Chain
 from slipstream.gateway.clock import Clock
 from slipstream.gateway.context import RequestContext
 from slipstream.gateway.deployment import Deployment, timeouts_of
-from slipstream.gateway.errors import GatewayError
 from slipstream.gateway.metrics import GatewayMetrics
 from slipstream.gateway.redact import Redactor
 from slipstream.gateway.resilience import ResilientCaller
 from slipstream.gateway.routing import HashRing, make_router
-from slipstream.gateway.stages import Stage, default_stages
-from slipstream.gateway.stages.base import does_work
+from slipstream.gateway.stage import Feature, Stage
+from slipstream.gateway.stages import core_stages
 from slipstream.gateway.state import GatewayState, ModelGroup
 from slipstream.gateway.stream import GatewayStream, response_headers
-from slipstream.providers.base import Endpoint, Provider, ProviderError, ProviderResponse
+from slipstream.protocol.errors import GatewayError, ProviderError, Refusal
+from slipstream.providers.base import Endpoint, Provider, ProviderResponse
 
 ProviderFactory = Callable[[DeploymentConfig], Provider]
 RETIRE_POLL_S = 0.05
@@ -52,7 +55,7 @@ class GatewayResult:
     model: str  # the public model that answered (differs from the request after a fallback)
     request_id: str
     overhead_ms: float
-    # the tenancy stages' headers (x-ratelimit-*), as streams and 429s carry them too
+    # what stages wrote to ctx.response_headers (x-ratelimit-*...), as streams and errors carry
     extra_headers: Mapping[str, str] = field(default_factory=dict)
     # handle(after_reply=True): the post stages, for the server to run once the answer is sent
     finish: Callable[[], Awaitable[None]] | None = None
@@ -75,29 +78,23 @@ class Gateway:
         registry: CollectorRegistry | None = None,
         clock: Clock | None = None,
         rng: random.Random | None = None,
-        stages: Callable[[GatewayMetrics], list[Stage]] = default_stages,
+        features: Sequence[Feature] = (),
     ) -> None:
+        """`features`: the enabled feature packages (tenancy, ...), whose stages join the
+        gateway's own by phase (chain.py)."""
         self._factory = provider_factory
         self.metrics = GatewayMetrics(registry)
         self.clock = clock or Clock()
         self.rng = rng or random.Random()
-        self.stages = stages(self.metrics)  # the chain; see stages/__init__.py
+        self.chain = Chain.build(core_stages(self.metrics), features)
         self._caller = ResilientCaller(self.metrics, self.clock, self.rng)
         self._retiring: set[asyncio.Task[None]] = set()
         self._orphans: list[Deployment] = []  # removed by a reload made outside the loop
         self._state = self._build(config, previous=None)
 
     @property
-    def stages(self) -> list[Stage]:
-        return self._stages
-
-    @stages.setter
-    def stages(self, chain: list[Stage]) -> None:
-        """The chain, and the hooks that do work (indexes into it: a stage's post runs only if
-        the pre of every stage before it completed)."""
-        self._stages = list(chain)
-        self._pres = [(i, s) for i, s in enumerate(self._stages) if does_work(s.pre)]
-        self._posts = [(i, s) for i, s in enumerate(self._stages) if does_work(s.post)][::-1]
+    def stages(self) -> tuple[Stage, ...]:
+        return self.chain.stages
 
     @property
     def config(self) -> GatewayConfig:
@@ -138,14 +135,13 @@ class Gateway:
         else:
             await self._post(ctx, ran)
         assert ctx.deployment is not None and ctx.served_model is not None
-        tenant_headers = getattr(ctx.extra.get("tenant"), "response_headers", None)
         return GatewayResult(
             response,
             ctx.deployment.name,
             ctx.served_model,
             ctx.request_id,
             ctx.overhead_ms,
-            tenant_headers or {},
+            ctx.response_headers,
             finish,
         )
 
@@ -172,7 +168,7 @@ class Gateway:
         async def finish(c: RequestContext) -> None:
             await self._post(c, ran)
 
-        return GatewayStream(ctx, opened, self.metrics, finish)
+        return GatewayStream(ctx, opened, self.metrics, finish, self.chain)
 
     def models(self) -> list[dict[str, Any]]:
         """The /v1/models list: public names only."""
@@ -209,35 +205,40 @@ class Gateway:
     # -- internals -----------------------------------------------------------------------
 
     async def _pre(self, ctx: RequestContext) -> int:
-        """Run the pre hooks; returns how many stages completed theirs (all of them)."""
+        """Run the pre hooks; returns how many stages completed theirs (all of them). A
+        refusal, returned or raised, answers at once: the stages before it get their post."""
         timings = ctx.stage_s
         clock = time.perf_counter
-        for at, stage in self._pres:
+        for at, name, pre in self.chain.pres:
             t0 = clock()
             try:
-                await stage.pre(ctx)
-            except ProviderError as e:  # the stages before this one get their post
-                raise await self._fail(ctx, e, at) from None
-            timings[stage.name] = clock() - t0
-        return len(self._stages)
+                refusal = await pre(ctx)
+            except Refusal as r:
+                refusal = r
+            if refusal is not None:
+                raise await self._fail(ctx, refusal, at) from None
+            timings[name] = clock() - t0
+        return len(self.chain.stages)
 
     async def _post(self, ctx: RequestContext, ran: int) -> None:
         timings = ctx.stage_s
         clock = time.perf_counter
-        for at, stage in self._posts:
+        for at, name, post in self.chain.posts:
             if at >= ran:
                 continue
             t0 = clock()
-            await stage.post(ctx)  # the meter's own post is measured after it has logged
-            timings[stage.name] = timings.get(stage.name, 0.0) + clock() - t0
+            await post(ctx)  # the meter's own post is measured after it has logged
+            timings[name] = timings.get(name, 0.0) + clock() - t0
 
-    async def _fail(self, ctx: RequestContext, error: ProviderError, ran: int) -> GatewayError:
+    async def _fail(
+        self, ctx: RequestContext, error: ProviderError | Refusal, ran: int
+    ) -> GatewayError:
         ctx.error = error
         ctx.status = error.status
         ctx.mark_ready()
         await self._post(ctx, ran)
         message = ctx.state.redactor(error.message)
-        return GatewayError(error, message, ctx.request_id, ctx.overhead_ms)
+        return GatewayError(error, message, ctx.request_id, ctx.overhead_ms, ctx.response_headers)
 
     async def _cancelled(self, ctx: RequestContext, ran: int) -> None:
         """The client went away mid-call: still run the post stages (meter, later spend)."""

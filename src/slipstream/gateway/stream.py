@@ -3,6 +3,10 @@
 By the time a `GatewayStream` exists the first chunk has arrived, so every earlier failure was
 absorbed by fallback. A failure after that cannot be hidden any more: the stream ends with one
 `{"error": {...}}` chunk (what the OpenAI SDKs raise on), and the request is recorded as failed.
+
+Every chunk, the first included, passes through the chain's `on_chunk` hooks in order (a stage
+may pass, change, hold back or end the stream: stage.py) and, once the upstream is done,
+through their `flush` hooks.
 """
 
 from __future__ import annotations
@@ -14,12 +18,13 @@ from typing import Any
 
 import orjson
 
+from slipstream.gateway.chain import Chain
 from slipstream.gateway.context import RequestContext
-from slipstream.gateway.errors import error_payload
 from slipstream.gateway.metrics import GatewayMetrics
+from slipstream.gateway.stage import EndStream
 from slipstream.gateway.timeouts import OpenedStream
-from slipstream.providers.base import ErrorKind, ProviderError, StreamChunk
-from slipstream.tenancy.stream_usage import count_stream_chunk
+from slipstream.protocol.errors import ErrorKind, ProviderError, Refusal
+from slipstream.providers.base import StreamChunk
 
 
 class GatewayStream:
@@ -31,11 +36,14 @@ class GatewayStream:
         opened: OpenedStream,
         metrics: GatewayMetrics,
         finish: Callable[[RequestContext], Awaitable[None]],
+        chain: Chain,
     ) -> None:
         self.ctx = ctx
         self._opened = opened
         self._metrics = metrics
         self._finish = finish  # runs the post stages
+        self._hooks = chain.on_chunk
+        self._flushes = chain.flushes
         self._started = False
         self._done = False
         self._gen = self._chunks()
@@ -71,31 +79,71 @@ class GatewayStream:
         else:
             await self._end(None)
 
-    async def _chunks(self) -> AsyncIterator[StreamChunk]:
-        error: ProviderError | None = None
+    async def _upstream(self) -> AsyncIterator[StreamChunk]:
+        """The provider's chunks with their usage noted; its failures as ProviderError."""
+        ctx = self.ctx
+        first = self._opened.first
+        if first is not None:
+            if first.usage is not None:
+                ctx.usage = first.usage
+            yield first
         try:
-            if self._opened.first is not None:
-                self._note(self._opened.first)
-                yield self._opened.first
-            try:
-                async for chunk in self._opened.rest:
-                    self._note(chunk)
-                    yield chunk
-            except ProviderError as e:
-                error = e
-            except Exception as e:  # an adapter broke its contract mid-stream
-                error = ProviderError(
-                    ErrorKind.MID_STREAM, 502, f"stream failed ({type(e).__name__})"
-                )
-            if error is not None:
-                yield self._error_chunk(error)
-        finally:
-            await self._end(error)
+            async for chunk in self._opened.rest:
+                if chunk.usage is not None:
+                    ctx.usage = chunk.usage
+                yield chunk
+        except ProviderError:
+            raise
+        except Exception as e:  # an adapter broke its contract mid-stream
+            raise ProviderError(
+                ErrorKind.MID_STREAM, 502, f"stream failed ({type(e).__name__})"
+            ) from None
 
-    def _note(self, chunk: StreamChunk) -> None:
-        if chunk.usage is not None:
-            self.ctx.usage = chunk.usage
-        count_stream_chunk(self.ctx, chunk)  # bills a cancelled stream for what it got
+    async def _chunks(self) -> AsyncIterator[StreamChunk]:
+        failed: ProviderError | Refusal | None = None
+        upstream = self._upstream()
+        try:
+            try:
+                async for chunk in upstream:
+                    if not self._hooks:
+                        yield chunk
+                        continue
+                    for out in await self._through(chunk):
+                        yield out
+                for flush in self._flushes:
+                    for out in await flush(self.ctx):
+                        yield out
+            except EndStream as end:
+                for out in end.chunks:
+                    yield out
+            except ProviderError as e:
+                failed = e
+                yield self._error_chunk(e)
+            except Refusal as r:  # a stage ended the stream with an error
+                failed = r
+                yield self._refusal_chunk(r)
+        finally:
+            await upstream.aclose()
+            await self._end(failed)
+
+    async def _through(self, chunk: StreamChunk) -> tuple[StreamChunk, ...]:
+        """One chunk through the on_chunk hooks, in chain order."""
+        ctx = self.ctx
+        chunks: tuple[StreamChunk, ...] = (chunk,)
+        for hook in self._hooks:
+            passed: list[StreamChunk] = []
+            for c in chunks:
+                r = await hook(ctx, c)
+                if r is None:
+                    continue  # held back
+                if isinstance(r, StreamChunk):
+                    passed.append(r)
+                else:
+                    passed.extend(r)
+            chunks = tuple(passed)
+            if not chunks:
+                break
+        return chunks
 
     def _error_chunk(self, cause: ProviderError) -> StreamChunk:
         ctx = self.ctx
@@ -105,10 +153,18 @@ class GatewayStream:
         )
         ctx.error = err
         ctx.status = err.status
-        payload = error_payload(err, message)
+        payload = err.body()
         return StreamChunk(data=payload, raw=orjson.dumps(payload))
 
-    async def _end(self, error: ProviderError | None) -> None:
+    def _refusal_chunk(self, refusal: Refusal) -> StreamChunk:
+        ctx = self.ctx
+        ctx.error = refusal
+        ctx.status = refusal.status
+        payload = refusal.body()
+        payload["error"]["message"] = ctx.state.redactor(refusal.message)
+        return StreamChunk(data=payload, raw=orjson.dumps(payload))
+
+    async def _end(self, error: ProviderError | Refusal | None) -> None:
         if self._done:
             return
         self._done = True
@@ -121,8 +177,8 @@ class GatewayStream:
         if d is not None:
             d.outstanding -= 1
             model = ctx.served_model or d.model
-            if error is not None:
-                self._metrics.error(model, d.name, ErrorKind.MID_STREAM.value)
+            if isinstance(error, ProviderError):  # the upstream failed (a stage's refusal is
+                self._metrics.error(model, d.name, ErrorKind.MID_STREAM.value)  # not its fault)
                 if error.kind is not ErrorKind.BAD_REQUEST:
                     d.breaker.record_failure()
             else:
@@ -135,5 +191,5 @@ def response_headers(ctx: RequestContext) -> dict[str, Any]:
     h = {"x-request-id": ctx.request_id, "x-slipstream-overhead-ms": f"{ctx.overhead_ms:.3f}"}
     if ctx.deployment is not None:
         h["x-slipstream-deployment"] = ctx.deployment.name
-    h.update(getattr(ctx.extra.get("tenant"), "response_headers", None) or {})
+    h.update(ctx.response_headers)
     return h

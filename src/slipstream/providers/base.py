@@ -6,8 +6,8 @@ stream is a sequence of OpenAI `chat.completion.chunk` / `text_completion` objec
 translate to and from their upstream's own format (Anthropic Messages, Bedrock Converse,
 Gemini generateContent...). An OpenAI-compatible upstream may pass raw bytes through untouched.
 
-Failures are values: an adapter raises `ProviderError` with a classified `kind`, and the
-gateway decides (retry, fall back, or answer the client with `status`).
+Failures are values: an adapter raises `ProviderError` (protocol/errors.py, re-exported here)
+with a classified `kind`, and the gateway decides (retry, fall back, or answer with `status`).
 """
 
 from __future__ import annotations
@@ -17,44 +17,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from slipstream.protocol.errors import ErrorKind, ProviderError
+
 
 class Endpoint(enum.Enum):
     CHAT = "chat/completions"
     COMPLETIONS = "completions"
     EMBEDDINGS = "embeddings"
-
-
-class ErrorKind(enum.Enum):
-    CONNECTION = "connection"  # refused / reset / DNS: retryable, fall back
-    TIMEOUT = "timeout"  # connect, first-token or total timeout: retryable, fall back
-    RATE_LIMITED = "rate_limited"  # 429: honour retry_after, fall back
-    SERVER = "server"  # 5xx: retryable, fall back
-    CONTEXT_WINDOW = "context_window"  # prompt too long: fall back to a larger-context model
-    BAD_REQUEST = "bad_request"  # 400/422: the client's fault, never retried
-    AUTH = "auth"  # 401/403 from upstream: a configuration problem, fall back
-    NOT_FOUND = "not_found"  # 404 (e.g. unknown upstream model)
-    MID_STREAM = "mid_stream"  # the stream broke after bytes reached the client
-
-
-@dataclass
-class ProviderError(Exception):
-    kind: ErrorKind
-    status: int  # the HTTP status to show the client if this error is final
-    message: str  # safe to show: never contains credentials
-    retry_after: float | None = None  # seconds, from the upstream's Retry-After
-    upstream_body: Any = None
-
-    def __str__(self) -> str:
-        return f"{self.kind.value} ({self.status}): {self.message}"
-
-    @property
-    def retryable(self) -> bool:
-        return self.kind in (
-            ErrorKind.CONNECTION,
-            ErrorKind.TIMEOUT,
-            ErrorKind.RATE_LIMITED,
-            ErrorKind.SERVER,
-        )
 
 
 @dataclass(frozen=True)
@@ -125,3 +94,16 @@ class Provider(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+__all__ = [
+    "Endpoint",
+    "ErrorKind",
+    "Provider",
+    "ProviderError",
+    "ProviderRequest",
+    "ProviderResponse",
+    "StreamChunk",
+    "Timeouts",
+    "Usage",
+]

@@ -21,7 +21,7 @@ from slipstream.engine.client import AsyncEngineClient
 from slipstream.gateway import Gateway
 from slipstream.gateway.reloader import ConfigReloader
 from slipstream.obs.metrics import ServingMetrics
-from slipstream.protocol.errors import APIError, error_body
+from slipstream.protocol.errors import APIError, error_body, render
 from slipstream.providers.base import Endpoint
 from slipstream.server.disconnect import ClientDisconnected
 from slipstream.server.headers import ResponseHeaders
@@ -36,7 +36,8 @@ log = logging.getLogger("slipstream.server")
 
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, APIError)
-    return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)
+    status, body, headers = render(exc)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

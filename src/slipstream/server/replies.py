@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from slipstream.gateway import GatewayError, GatewayResult, GatewayStream
+from slipstream.protocol.errors import render
 from slipstream.protocol.sse import DONE, MEDIA_TYPE
 
 JSON = "application/json"
@@ -61,8 +62,10 @@ def json_reply(result: GatewayResult, server_s: float) -> Response:
 
 
 def error_reply(error: GatewayError, server_s: float) -> Response:
-    headers = with_overhead(error.headers(), error.overhead_ms, server_s)
-    return JSONResponse(error.body(), status_code=error.status, headers=headers)
+    status, body, headers = render(error)
+    return JSONResponse(
+        body, status_code=status, headers=with_overhead(headers, error.overhead_ms, server_s)
+    )
 
 
 async def openai_events(stream: GatewayStream) -> AsyncIterator[bytes]:

@@ -29,11 +29,10 @@ from slipstream.engine.config import EngineConfig
 from slipstream.gateway import Gateway
 from slipstream.gateway.reloader import ConfigReloader
 from slipstream.obs.metrics import ServingMetrics
-from slipstream.server.admin_tenancy import admin_routes
 from slipstream.server.app import create_app
+from slipstream.server.features import open_features
 from slipstream.server.gateway_setup import default_config, local_model, provider_factory
 from slipstream.server.state import DEFAULT_MAX_QUEUE
-from slipstream.tenancy.runtime import Tenancy
 
 log = logging.getLogger("slipstream.server")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -129,16 +128,14 @@ async def serve(
     # A reload may re-point local deployments, but only at the model the engine runs.
     local_names = frozenset({engine_model} if engine_model is not None else ())
     registry = CollectorRegistry(auto_describe=True)
-    tenancy: Tenancy | None = None
-    if config.master_key is not None or config.database_url is not None:
-        # Keys, limits, budgets and the spend ledger; off in the zero-setup default.
-        tenancy = await asyncio.to_thread(Tenancy.from_config, config, registry)
-        await tenancy.start()
+    # Tenancy (keys, limits, budgets, ledger) only with a master key or database: off in the
+    # zero-setup default.
+    features = await open_features(config, registry)
     gateway = Gateway(
         config,
         provider_factory(client, options.max_queue, local_names),
         registry=registry,
-        **({"stages": tenancy.stages} if tenancy is not None else {}),
+        features=features.all,
     )
     reloader = ConfigReloader(gateway, options.config_path) if options.config_path else None
     watching = _watch_sighup(reloader)
@@ -153,15 +150,13 @@ async def serve(
             with contextlib.suppress(Exception):
                 reloader.remove_sighup()
         await gateway.aclose()
-        if tenancy is not None:
-            await tenancy.aclose()  # flushes the spend ledger
+        await features.aclose()  # flushes the spend ledger
         if client is not None:
             await client.shutdown()
 
     try:
         app = create_app(gateway, client=client, engine_metrics=metrics, reloader=reloader)
-        if tenancy is not None:
-            app.router.routes.extend(admin_routes(tenancy))
+        app.router.routes.extend(features.routes())
         server_config = uvicorn.Config(
             app,
             host=options.host,

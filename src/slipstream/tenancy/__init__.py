@@ -1,5 +1,5 @@
-"""Gateway tenancy at run time: key cache, rate limits, budgets, prices and the ledger writer.
+"""Gateway tenancy: virtual keys, rate limits, budgets, prices and the spend ledger.
 
-`Tenancy` (runtime.py) ties them together for one gateway process; the request-path stages
-that use it live in `slipstream.gateway.stages` (auth, limits, budget, spend).
+`Tenancy` (runtime.py) ties them together for one gateway process and is the gateway feature
+"tenancy": its stages (stages/: auth, limits, spend) plug into the gateway's chain.
 """

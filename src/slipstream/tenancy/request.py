@@ -1,16 +1,16 @@
-"""What the tenancy stages learn about one request, kept in `ctx.extra["tenant"]`."""
+"""What the tenancy stages learn about one request, kept in its typed slot `TENANT`."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from slipstream.gateway.context import StateKey
 from slipstream.store.records import KeyRecord, OrgRecord, TeamRecord
 from slipstream.tenancy.budgets import Reservation
 from slipstream.tenancy.ratelimit import Scope
 
-EXTRA = "tenant"
 CHARS_PER_TOKEN = 4
 TAGS_HEADER = "x-slipstream-tags"
 END_USER_HEADER = "x-slipstream-end-user"
@@ -31,7 +31,9 @@ class TenantRequest:
     reservation: Reservation | None = None
     cost_micro: int | None = None  # set by the spend stage's post
     counted_chars: int = 0  # streamed completion text seen (usage fallback)
-    response_headers: Mapping[str, str] | None = None  # x-ratelimit-*, set by the limits stage
+
+
+TENANT: StateKey[TenantRequest] = StateKey("tenant")  # set by auth, read by limits and spend
 
 
 def estimate_prompt_tokens(body: dict[str, Any], raw: bytes | None) -> int:

@@ -2,8 +2,9 @@
 gateway.
 
 Built once per process from the config; `start()` loads keys and starts the background work
-(key refresh, budget seeding, ledger flusher), `aclose()` flushes and stops it. `stages`
-is the gateway's stage chain with auth, limits, budget and spend inserted.
+(key refresh, budget seeding, ledger flusher), `aclose()` flushes and stops it. It is the
+gateway feature "tenancy": `stages()` gives the gateway auth, limits and spend, each of which
+names its own phase (the gateway's chain places them).
 """
 
 from __future__ import annotations
@@ -18,11 +19,7 @@ import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
 from slipstream.config.schema import GatewayConfig, TenancyConfig
-from slipstream.gateway.metrics import GatewayMetrics
-from slipstream.gateway.stages import Stage, default_stages
-from slipstream.gateway.stages.auth import AuthStage
-from slipstream.gateway.stages.limits import LimitsStage
-from slipstream.gateway.stages.spend import SpendStage
+from slipstream.gateway.stage import Stage
 from slipstream.store import Store
 from slipstream.store.records import WINDOWS, utcnow, window_start
 from slipstream.tenancy.admission import Admission, LocalAdmission
@@ -33,12 +30,15 @@ from slipstream.tenancy.ledger_process import LedgerProcess, process_supported
 from slipstream.tenancy.prices import PriceTable, unpriced
 from slipstream.tenancy.redis_admission import RedisAdmission
 from slipstream.tenancy.spend_writer import SpendWriter
+from slipstream.tenancy.stages import AuthStage, LimitsStage, SpendStage
 
 logger = logging.getLogger("slipstream.tenancy")
 SEED_SCOPES = ("key", "team", "org")
 
 
 class Tenancy:
+    name = "tenancy"
+
     def __init__(
         self,
         store: Store,
@@ -113,18 +113,9 @@ class Tenancy:
     def auth_enabled(self) -> bool:
         return self.master_key is not None
 
-    def stages(self, metrics: GatewayMetrics) -> list[Stage]:
-        """The default chain with tenancy: auth before route; limits (and budgets), spend after."""
-        chain = default_stages(metrics)
-        at = next((i for i, s in enumerate(chain) if s.name == "route"), len(chain))
-        return [
-            *chain[:at],
-            AuthStage(self),
-            *chain[at : at + 1],
-            LimitsStage(self),
-            SpendStage(self),
-            *chain[at + 1 :],
-        ]
+    def stages(self) -> list[Stage]:
+        """Auth (phase authenticate), limits and budgets (admit), spend (bill)."""
+        return [AuthStage(self), LimitsStage(self), SpendStage(self)]
 
     async def settle(self, work: Coroutine[Any, Any, Any]) -> None:
         """Run a post-call settlement: inline in memory mode (no I/O), as a background task

@@ -1,21 +1,17 @@
-"""Pipeline stages, one per module; `default_stages` is the ordered chain."""
+"""The gateway's own stages, one per module; features add theirs through `Feature.stages()`."""
 
 from __future__ import annotations
 
 from slipstream.gateway.metrics import GatewayMetrics
-from slipstream.gateway.stages.base import Stage
+from slipstream.gateway.stage import Stage
 from slipstream.gateway.stages.meter import MeterStage
 from slipstream.gateway.stages.request_id import RequestIdStage
 from slipstream.gateway.stages.route import RouteStage
 
 
-def default_stages(metrics: GatewayMetrics) -> list[Stage]:
-    """The chain before the provider call. Add a stage with one line here (auth, limits...)."""
-    return [
-        RequestIdStage(),
-        MeterStage(metrics),  # early, so its post sees every request, rejected ones too
-        RouteStage(),
-    ]
+def core_stages(metrics: GatewayMetrics) -> list[Stage]:
+    """Request identity, metering and routing: the chain when no feature is enabled."""
+    return [RequestIdStage(), MeterStage(metrics), RouteStage()]
 
 
-__all__ = ["MeterStage", "RequestIdStage", "RouteStage", "Stage", "default_stages"]
+__all__ = ["MeterStage", "RequestIdStage", "RouteStage", "core_stages"]

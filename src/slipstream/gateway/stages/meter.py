@@ -12,20 +12,18 @@ import orjson
 
 from slipstream.gateway.context import RequestContext
 from slipstream.gateway.metrics import GatewayMetrics
-from slipstream.gateway.stages.base import passthrough
+from slipstream.gateway.stage import Phase
+from slipstream.protocol.errors import ProviderError, Refusal
 
 logger = logging.getLogger("slipstream.gateway.requests")
 
 
 class MeterStage:
     name = "meter"
+    phase = Phase.OBSERVE
 
     def __init__(self, metrics: GatewayMetrics) -> None:
         self.metrics = metrics
-
-    @passthrough
-    async def pre(self, ctx: RequestContext) -> None:
-        return None
 
     async def post(self, ctx: RequestContext) -> None:
         elapsed = ctx.elapsed_s()
@@ -47,7 +45,10 @@ def log_record(ctx: RequestContext, elapsed_s: float) -> dict[str, object]:
         "deployment": ctx.deployment.name if ctx.deployment is not None else None,
         "stream": ctx.stream,
         "status": ctx.status,
-        "error_kind": err.kind.value if err is not None else None,
+        "error_kind": (err.kind.value if isinstance(err, ProviderError) else "refused")
+        if err is not None
+        else None,
+        "error_code": err.code if isinstance(err, Refusal) else None,
         "error": ctx.state.redactor(err.message) if err is not None else None,
         "attempts": ctx.attempts,
         "retries": ctx.retries,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from slipstream.gateway.context import RequestContext
-from slipstream.gateway.stages.base import passthrough
+from slipstream.gateway.stage import Phase
 
 MAX_ID_LEN = 128
 
@@ -21,6 +21,7 @@ def new_request_id() -> str:
 
 class RequestIdStage:
     name = "request_id"
+    phase = Phase.IDENTIFY
 
     async def pre(self, ctx: RequestContext) -> None:
         given = ctx.headers.get("x-request-id", "")
@@ -28,7 +29,3 @@ class RequestIdStage:
             ctx.request_id = given
         else:
             ctx.request_id = new_request_id()
-
-    @passthrough
-    async def post(self, ctx: RequestContext) -> None:
-        return None

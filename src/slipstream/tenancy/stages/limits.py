@@ -13,13 +13,14 @@ import math
 from typing import TYPE_CHECKING
 
 from slipstream.gateway.context import RequestContext
-from slipstream.gateway.stages.budget import budget_scopes
+from slipstream.gateway.stage import Phase
 from slipstream.store.records import Limits
-from slipstream.tenancy.budgets import BudgetPlan, BudgetScope, Refusal
-from slipstream.tenancy.errors import too_many
+from slipstream.tenancy.budgets import BudgetPlan, BudgetScope
+from slipstream.tenancy.budgets import Refusal as BudgetRefusal
 from slipstream.tenancy.prices import Price, PriceTable
 from slipstream.tenancy.ratelimit import Scope
-from slipstream.tenancy.request import EXTRA, TenantRequest
+from slipstream.tenancy.refusals import too_many
+from slipstream.tenancy.request import TENANT, TenantRequest
 
 if TYPE_CHECKING:
     from slipstream.tenancy.runtime import Tenancy
@@ -41,6 +42,19 @@ def scopes_of(t: TenantRequest, ctx: RequestContext) -> list[Scope]:
     group = ctx.group
     if group is not None and (ml := group.config.limits) is not None:
         out.append(Scope(f"model:{group.name}", ml.rpm, ml.tpm, ml.max_parallel))
+    return out
+
+
+def budget_scopes(t: TenantRequest) -> list[BudgetScope]:
+    """The budgets a request reserves its worst case in: its key's, team's and org's."""
+    out = []
+    for kind, rec in (("key", t.key), ("team", t.team)):
+        if rec is not None and rec.limits.budget_micro is not None:
+            out.append(
+                BudgetScope(f"{kind}:{rec.id}", rec.limits.budget_micro, rec.limits.budget_window)
+            )
+    if t.org is not None and t.org.budget_micro is not None:
+        out.append(BudgetScope(f"org:{t.org.id}", t.org.budget_micro, t.org.budget_window))
     return out
 
 
@@ -100,14 +114,15 @@ class ScopePlans:
 
 class LimitsStage:
     name = "limits"
+    phase = Phase.ADMIT
 
     def __init__(self, tenancy: Tenancy) -> None:
         self.tenancy = tenancy
         self.plans = ScopePlans(tenancy.prices)
 
     async def pre(self, ctx: RequestContext) -> None:
-        t = ctx.extra.get(EXTRA)
-        if not isinstance(t, TenantRequest):
+        t = ctx.get(TENANT)
+        if t is None:
             return
         p = self.plans.get(t, ctx)
         scopes = p.rate
@@ -121,7 +136,7 @@ class LimitsStage:
         a = await self.tenancy.admission.admit(scopes, tokens, ctx.request_id, plan)
         d = a.limits
         if d.headers:
-            t.response_headers = d.headers
+            ctx.response_headers.update(d.headers)
         if not d.allowed:
             raise too_many(
                 f"Rate limit reached: {d.reason}. Retry after {d.retry_after_s:.2f}s.",
@@ -129,7 +144,7 @@ class LimitsStage:
                 {**d.headers, "retry-after": str(max(1, round(d.retry_after_s + 0.499)))},
                 "rate_limit_exceeded",
             )
-        if isinstance(a.budget, Refusal):
+        if isinstance(a.budget, BudgetRefusal):
             r = a.budget
             wait = max(1.0, (r.reset_at - dt.datetime.now(dt.UTC)).total_seconds())
             raise too_many(
@@ -140,8 +155,8 @@ class LimitsStage:
         t.reservation = a.budget
 
     async def post(self, ctx: RequestContext) -> None:
-        t = ctx.extra.get(EXTRA)
-        if not isinstance(t, TenantRequest) or (not t.limit_scopes and t.reservation is None):
+        t = ctx.get(TENANT)
+        if t is None or (not t.limit_scopes and t.reservation is None):
             return
         actual = ctx.usage.total_tokens if ctx.usage is not None else t.limit_tokens
         await self.tenancy.settle(self._settle(t, actual, ctx.request_id))

@@ -1,20 +1,21 @@
 """Spend: price the request from its usage and queue one ledger row (written in background).
 
 Usage comes from the upstream (the provider adapters ask every stream for it and withhold
-the usage chunk from clients that did not ask); when it is missing — an upstream that does not report it, a stream the client cancelled —
-the request is billed from counted output (chars/4) and the prompt estimate, never $0.
+the usage chunk from clients that did not ask); when it is missing — an upstream that does
+not report it, a stream the client cancelled — the request is billed from counted output
+(chars/4 of what `on_chunk` saw streamed) and the prompt estimate, never $0.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from slipstream.gateway.context import RequestContext
-from slipstream.gateway.stages.base import passthrough
-from slipstream.providers.base import Usage
-from slipstream.tenancy.request import CHARS_PER_TOKEN, EXTRA, TenantRequest
+from slipstream.gateway.stage import Phase
+from slipstream.providers.base import StreamChunk, Usage
+from slipstream.tenancy.request import CHARS_PER_TOKEN, TENANT, TenantRequest
 
 if TYPE_CHECKING:
     from slipstream.tenancy.runtime import Tenancy
@@ -29,20 +30,42 @@ def billed_usage(ctx: RequestContext, t: TenantRequest) -> tuple[Usage | None, s
     return None, "none"
 
 
+def streamed_chars(data: dict[str, Any]) -> int:
+    """Characters of generated text (content, tool-call names and arguments) in one chunk."""
+    n = 0
+    for choice in data.get("choices") or ():
+        delta = choice.get("delta") if isinstance(choice, dict) else None
+        if isinstance(delta, dict):
+            c = delta.get("content")
+            if isinstance(c, str):
+                n += len(c)
+            for call in delta.get("tool_calls") or ():
+                fn = call.get("function") if isinstance(call, dict) else None
+                if isinstance(fn, dict):
+                    n += len(str(fn.get("arguments") or "")) + len(str(fn.get("name") or ""))
+        elif isinstance(choice, dict) and isinstance(choice.get("text"), str):
+            n += len(choice["text"])
+    return n
+
+
 class SpendStage:
     name = "spend"
+    phase = Phase.BILL
 
     def __init__(self, tenancy: Tenancy) -> None:
         self.tenancy = tenancy
 
-    @passthrough
-    async def pre(self, ctx: RequestContext) -> None:
-        return None
+    async def on_chunk(self, ctx: RequestContext, chunk: StreamChunk) -> StreamChunk:
+        """Count the streamed output the client gets, for a stream without upstream usage."""
+        t = ctx.get(TENANT)
+        if t is not None and chunk.data is not None:
+            t.counted_chars += streamed_chars(chunk.data)
+        return chunk
 
     async def post(self, ctx: RequestContext) -> None:
-        t = ctx.extra.get(EXTRA)
+        t = ctx.get(TENANT)
         d = ctx.deployment
-        if not isinstance(t, TenantRequest) or d is None:
+        if t is None or d is None:
             return  # refused before any upstream call: nothing was spent
         usage, source = billed_usage(ctx, t)
         price = self.tenancy.prices.for_deployment(d.config)

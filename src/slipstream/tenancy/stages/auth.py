@@ -11,11 +11,11 @@ import hmac
 from typing import TYPE_CHECKING
 
 from slipstream.gateway.context import RequestContext
-from slipstream.gateway.stages.base import passthrough
+from slipstream.gateway.stage import Phase
 from slipstream.store.keygen import hash_key, looks_like_key
-from slipstream.tenancy.errors import forbidden, unauthorized
+from slipstream.tenancy.refusals import forbidden, unauthorized
 from slipstream.tenancy.request import (
-    EXTRA,
+    TENANT,
     TenantRequest,
     end_user_of,
     estimate_prompt_tokens,
@@ -46,6 +46,7 @@ def presented_key(headers: dict[str, str]) -> str | None:
 
 class AuthStage:
     name = "auth"
+    phase = Phase.AUTHENTICATE
 
     def __init__(self, tenancy: Tenancy) -> None:
         self.tenancy = tenancy
@@ -62,7 +63,7 @@ class AuthStage:
             prompt_estimate=estimate_prompt_tokens(ctx.body, ctx.raw),
             max_tokens=requested_max_tokens(ctx.body),
         )
-        ctx.extra[EXTRA] = t
+        ctx.put(TENANT, t)
         master = self.tenancy.master_key
         if master is None:
             t.tags = request_tags(ctx.headers, ctx.body, ())
@@ -99,7 +100,3 @@ class AuthStage:
         t.team = team
         t.org = snap.orgs.get(key.org_id) if key.org_id else None
         t.tags = request_tags(ctx.headers, ctx.body, key.tags)
-
-    @passthrough
-    async def post(self, ctx: RequestContext) -> None:
-        return None
