@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from slipstream.cli import bench, keys, spend, teams
+from slipstream.cli import bench, config, keys, spend, teams
 from slipstream.cli.serve import engine, serve
 
 app = typer.Typer(
@@ -21,6 +21,7 @@ app.command()(engine)
 app.add_typer(bench.app, name="bench")
 app.add_typer(keys.app, name="keys")
 app.add_typer(teams.app, name="teams")
+app.add_typer(config.app, name="config")
 app.command("spend")(spend.spend)
 
 

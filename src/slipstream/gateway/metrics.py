@@ -88,7 +88,7 @@ class GatewayMetrics:
         self._children: dict[tuple[Any, ...], Any] = {}
 
     def _child(self, metric: Any, *labels: str) -> Any:
-        key = (id(metric), *labels)
+        key = (metric, *labels)  # the metric objects live as long as this cache
         child = self._children.get(key)
         if child is None:
             child = self._children[key] = metric.labels(*labels)

@@ -253,7 +253,8 @@ class Gateway:
                 for d in g.deployments:
                     reuse[(g.name, d.name)] = d
         groups = {m.name: self._group(m, reuse) for m in config.models}
-        return GatewayState(config, groups, Redactor(config.secrets()))
+        generation = previous.generation + 1 if previous is not None else 0
+        return GatewayState(config, groups, Redactor(config.secrets()), generation)
 
     def _group(self, m: ModelConfig, reuse: dict[tuple[str, str], Deployment]) -> ModelGroup:
         deployments = []

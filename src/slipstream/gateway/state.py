@@ -31,3 +31,4 @@ class GatewayState:
     config: GatewayConfig
     groups: dict[str, ModelGroup]
     redactor: Redactor
+    generation: int = 0  # one more at each reload: what stages derive from the config keys on it

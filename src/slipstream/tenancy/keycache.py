@@ -25,10 +25,15 @@ class TenantSnapshot:
     keys: dict[str, KeyRecord] = field(default_factory=dict)  # by SHA-256 of the key
     teams: dict[str, TeamRecord] = field(default_factory=dict)  # by id
     orgs: dict[str, OrgRecord] = field(default_factory=dict)  # by id
+    version: int = 0  # one more at each refresh: what was worked out from records keys on it
 
     @classmethod
     def load(
-        cls, store: Store, previous: TenantSnapshot | None, since: dt.datetime | None
+        cls,
+        store: Store,
+        previous: TenantSnapshot | None,
+        since: dt.datetime | None,
+        version: int = 0,
     ) -> TenantSnapshot:
         t = store.tenants
         if previous is None or since is None:
@@ -40,6 +45,7 @@ class TenantSnapshot:
             {k.key_hash: k for k in by_id.values()},
             {x.id: x for x in t.list_teams()},
             {o.id: o for o in t.list_orgs()},
+            version,
         )
 
 
@@ -58,7 +64,10 @@ class KeyCache:
         full = not self.loaded or self._refreshes % FULL_EVERY == 0
         try:
             snap = TenantSnapshot.load(
-                self.store, None if full else self.snapshot, None if full else self._since
+                self.store,
+                None if full else self.snapshot,
+                None if full else self._since,
+                self.snapshot.version + 1,
             )
         except Exception as e:
             if not self._failing:

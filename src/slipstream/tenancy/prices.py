@@ -79,8 +79,8 @@ class PriceTable:
     """Config prices first, then the shipped dated defaults by upstream model name.
 
     Every request asks twice (its worst case, then its cost), so each deployment's price is
-    resolved once and kept by the identity of its config: configs are frozen, a reload makes
-    new objects, and the cache holds the config itself so its id cannot be reused.
+    resolved once, kept by what it depends on: the provider, the upstream model and the
+    configured prices.
     """
 
     def __init__(self, defaults: dict[str, Price] | None = None, effective_date: str = "") -> None:
@@ -88,16 +88,17 @@ class PriceTable:
             defaults, effective_date = load_defaults()
         self.defaults = defaults
         self.effective_date = effective_date
-        self._resolved: dict[int, tuple[DeploymentConfig, Price]] = {}
+        self._resolved: dict[tuple[str, str, float, float, float | None], Price] = {}
 
     def for_deployment(self, dc: DeploymentConfig) -> Price:
-        hit = self._resolved.get(id(dc))
-        if hit is not None and hit[0] is dc:
-            return hit[1]
-        if len(self._resolved) >= MAX_RESOLVED:  # reloads made new configs: start over
+        p = dc.prices
+        key = (dc.provider, dc.model, p.input_per_mtok, p.output_per_mtok, p.cached_input_per_mtok)
+        hit = self._resolved.get(key)
+        if hit is not None:
+            return hit
+        if len(self._resolved) >= MAX_RESOLVED:  # reloads brought new prices: start over
             self._resolved.clear()
-        price = self._resolve(dc)
-        self._resolved[id(dc)] = (dc, price)
+        price = self._resolved[key] = self._resolve(dc)
         return price
 
     def _resolve(self, dc: DeploymentConfig) -> Price:

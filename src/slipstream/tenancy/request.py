@@ -22,6 +22,7 @@ class TenantRequest:
     key: KeyRecord | None = None  # None: master key or auth off
     team: TeamRecord | None = None
     org: OrgRecord | None = None
+    records_version: int = 0  # the key cache snapshot the records came from
     end_user: str | None = None
     tags: tuple[str, ...] = ()
     prompt_estimate: int = 0  # tokens, from the body size

@@ -97,6 +97,7 @@ class AuthStage:
                 f"allowed: {', '.join(allowed) or 'none'}."
             )
         t.key = key
+        t.records_version = snap.version
         t.team = team
         t.org = snap.orgs.get(key.org_id) if key.org_id else None
         t.tags = request_tags(ctx.headers, ctx.body, key.tags)

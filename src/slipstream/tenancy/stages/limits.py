@@ -65,16 +65,10 @@ class ScopePlan:
     """What admission needs for one (key, team, org, model group): rate scopes, budget scopes
     and the group's deployment prices (the budget's worst case is the dearest of them)."""
 
-    __slots__ = ("budgets", "owners", "prices", "rate")
+    __slots__ = ("budgets", "prices", "rate")
 
-    def __init__(
-        self,
-        owners: tuple[object, ...],
-        rate: list[Scope],
-        budgets: list[BudgetScope],
-        prices: list[Price],
-    ) -> None:
-        self.owners, self.rate, self.budgets, self.prices = owners, rate, budgets, prices
+    def __init__(self, rate: list[Scope], budgets: list[BudgetScope], prices: list[Price]) -> None:
+        self.rate, self.budgets, self.prices = rate, budgets, prices
 
     def worst_micro(self, prompt_tokens: int, max_tokens: int) -> int:
         if len(self.prices) == 1:
@@ -82,33 +76,41 @@ class ScopePlan:
         return max(p.worst_case_micro(prompt_tokens, max_tokens) for p in self.prices)
 
 
+PlanKey = tuple[str | None, str | None, str | None, str | None, int, int]
+
+
 class ScopePlans:
     """The plans of (key, team, org, model group), worked out once.
 
-    They are the same for every request of a key until a refresh or a reload replaces one of
-    those records (all frozen: a change makes a new object), so they are kept by the records'
-    identity; each entry holds the records themselves, so an id is never reused while cached.
-    The lists are shared by every request of the key: read them, never change them.
+    They are the same for every request of a key until a key-cache refresh or a config reload
+    replaces one of those records, so they are kept by the records' ids plus the version of
+    the key cache snapshot and the generation of the gateway config they came from. The lists
+    are shared by every request of the key: read them, never change them.
     """
 
     def __init__(self, prices: PriceTable) -> None:
         self._prices = prices
-        self._plans: dict[tuple[int, ...], ScopePlan] = {}
+        self._plans: dict[PlanKey, ScopePlan] = {}
 
     def get(self, t: TenantRequest, ctx: RequestContext) -> ScopePlan:
-        owners = (t.key, t.team, t.org, ctx.group)
-        ident = (id(t.key), id(t.team), id(t.org), id(ctx.group))
-        hit = self._plans.get(ident)
-        if hit is not None:
-            o = hit.owners
-            if o[0] is owners[0] and o[1] is owners[1] and o[2] is owners[2] and o[3] is owners[3]:
-                return hit
-        if len(self._plans) >= MAX_PLANS:  # refreshed records left old entries: start over
-            self._plans.clear()
         group = ctx.group
+        k, tm, o = t.key, t.team, t.org
+        key: PlanKey = (
+            k.id if k is not None else None,
+            tm.id if tm is not None else None,
+            o.id if o is not None else None,
+            group.name if group is not None else None,
+            t.records_version,
+            ctx.state.generation,
+        )
+        hit = self._plans.get(key)
+        if hit is not None:
+            return hit
+        if len(self._plans) >= MAX_PLANS:  # refreshes and reloads left old entries: start over
+            self._plans.clear()
         prices = [self._prices.for_deployment(d.config) for d in group.deployments] if group else []
-        plan = ScopePlan(owners, scopes_of(t, ctx), budget_scopes(t) if group else [], prices)
-        self._plans[ident] = plan
+        plan = ScopePlan(scopes_of(t, ctx), budget_scopes(t) if group else [], prices)
+        self._plans[key] = plan
         return plan
 
 
