@@ -43,18 +43,20 @@ def check(
         raise typer.Exit(1) from None
     rows = describe_chain(cfg).describe()
     if as_json:
-        chain = [
+        stages = [
             {"position": n, "phase": phase, "stage": name, "feature": feature, "hooks": hooks}
             for n, phase, name, feature, hooks in rows
         ]
-        typer.echo(json.dumps({"models": _models(cfg), "chain": chain}, indent=2))
+        typer.echo(json.dumps({"models": _models(cfg), "chain": stages}, indent=2))
         return
     console = Console()
     console.print(f"[green]✓[/green] {config or 'default config'} is valid")
-    models = Table("model", "deployments", "fallbacks", title="Models")
-    for m in _models(cfg):
-        models.add_row(m["name"], ", ".join(m["deployments"]), ", ".join(m["fallbacks"]) or "-")
-    console.print(models)
+    table = Table("model", "deployments", "fallbacks", title="Models")
+    for m in cfg.models:
+        table.add_row(
+            m.name, ", ".join(d.name for d in m.deployments), ", ".join(m.fallbacks) or "-"
+        )
+    console.print(table)
     chain = Table("#", "phase", "stage", "feature", "hooks", title="Stage chain (request order)")
     for n, phase, name, feature, hooks in rows:
         chain.add_row(str(n), phase, name, feature, hooks)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -79,7 +79,7 @@ class GatewayStream:
         else:
             await self._end(None)
 
-    async def _upstream(self) -> AsyncIterator[StreamChunk]:
+    async def _upstream(self) -> AsyncGenerator[StreamChunk, None]:
         """The provider's chunks with their usage noted; its failures as ProviderError."""
         ctx = self.ctx
         first = self._opened.first
@@ -99,7 +99,7 @@ class GatewayStream:
                 ErrorKind.MID_STREAM, 502, f"stream failed ({type(e).__name__})"
             ) from None
 
-    async def _chunks(self) -> AsyncIterator[StreamChunk]:
+    async def _chunks(self) -> AsyncGenerator[StreamChunk, None]:
         failed: ProviderError | Refusal | None = None
         upstream = self._upstream()
         try:

@@ -21,9 +21,9 @@ class RequestSizeCap:
 
     async def pre(self, ctx: RequestContext) -> Refusal | None:
         group = ctx.group
-        cap = group.config.max_request_bytes if group is not None else None
-        if cap is None:
+        if group is None or group.config.max_request_bytes is None:
             return None
+        cap = group.config.max_request_bytes
         size = len(ctx.raw) if ctx.raw is not None else len(orjson.dumps(ctx.body))
         if size <= cap:
             return None
