@@ -1,6 +1,15 @@
-"""The front end's handle on an engine process: `AsyncEngineClient` and what it speaks."""
+"""The front end's handle on an engine process (`AsyncEngineClient`), by concept:
 
-from slipstream.engine.client.async_client import AsyncEngineClient, RequestObserver, TextTokenizer
+- `async_client`: `AsyncEngineClient`, the facade: start, generate, shutdown, state
+- `process_handle`: spawning the engine process, accepting its socket, stopping it
+- `connection`: the socket protocol of a started engine: frames out, messages routed in
+- `detokenize`: token deltas → text deltas, stop strings held back and cut
+- `observer`: the per-request timings (`RequestObserver`) the server's metrics receive
+"""
+
+from slipstream.engine.client.async_client import AsyncEngineClient
+from slipstream.engine.client.detokenize import TextTokenizer
+from slipstream.engine.client.observer import RequestObserver
 from slipstream.engine.generation import (
     EngineDeadError,
     EngineStartupError,
