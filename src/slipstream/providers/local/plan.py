@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from slipstream.engine.client import AsyncEngineClient, GenerationRequest
 from slipstream.protocol.errors import APIError, bad_request, from_validation_error
 from slipstream.protocol.openai import ChatCompletionRequest, CompletionRequest, SamplingRequest
-from slipstream.providers.local_sampling import (
+from slipstream.providers.local.sampling import (
     check_token_ids,
     generation_requests,
     resolve_max_tokens,

@@ -1,11 +1,8 @@
 """The embedded engine as a provider, so `provider: local` goes through the same pipeline
 (routing, fallbacks, metrics) as every remote upstream.
 
-This is the one place where OpenAI requests become engine requests: it talks to the engine
-process only through `AsyncEngineClient`. The concepts live in sibling modules:
-`local_plan` (body → engine requests), `local_sampling` (context checks, SamplingParams),
-`local_runs` (n choices, merging), `local_answers` (responses and chunks), `local_logprobs`,
-`local_usage` and `local_errors`.
+It talks to the engine process only through `AsyncEngineClient`; the package's other
+modules plan the engine requests, run them and shape their answers.
 """
 
 from __future__ import annotations
@@ -24,15 +21,15 @@ from slipstream.providers.base import (
     StreamChunk,
     Usage,
 )
-from slipstream.providers.local_answers import ChunkShaper, answer
-from slipstream.providers.local_errors import (
+from slipstream.providers.local.answers import ChunkShaper, answer
+from slipstream.providers.local.errors import (
     engine_error,
     from_api_error,
     no_embeddings,
     queue_full,
 )
-from slipstream.providers.local_plan import LocalPlan, plan_chat, plan_completion
-from slipstream.providers.local_runs import collect_all, merge
+from slipstream.providers.local.plan import LocalPlan, plan_chat, plan_completion
+from slipstream.providers.local.runs import collect_all, merge
 from slipstream.providers.upstream_errors import mid_stream, unsupported
 
 DEFAULT_MAX_QUEUE = 256  # engine requests allowed to wait beyond the running batch

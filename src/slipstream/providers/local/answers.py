@@ -20,10 +20,10 @@ from slipstream.protocol.openai import (
     DeltaMessage,
     Usage,
 )
-from slipstream.providers.local_logprobs import chat_logprobs, completion_logprobs
-from slipstream.providers.local_plan import LocalPlan
-from slipstream.providers.local_runs import Collected
-from slipstream.providers.local_usage import TokenCounts, usage_for
+from slipstream.providers.local.logprobs import chat_logprobs, completion_logprobs
+from slipstream.providers.local.plan import LocalPlan
+from slipstream.providers.local.runs import Collected
+from slipstream.providers.local.usage import TokenCounts, usage_for
 
 
 def _per_prompt(plan: LocalPlan, finals: list[TokenCounts | None]) -> list[list[TokenCounts]]:
