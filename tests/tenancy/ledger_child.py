@@ -11,8 +11,7 @@ import time
 
 from slipstream.store import SpendRow, Store
 from slipstream.store.records import utcnow
-from slipstream.tenancy.ledger_process import LedgerProcess
-from slipstream.tenancy.spend_writer import SpendWriter
+from slipstream.tenancy.ledger import LedgerProcess, SpendWriter
 
 
 def main() -> None:

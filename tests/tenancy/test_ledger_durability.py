@@ -19,8 +19,7 @@ from tests.store.conftest import PG_URL, pg_schema
 
 from slipstream.store import SpendRow, Store
 from slipstream.store.records import utcnow
-from slipstream.tenancy.ledger_process import LedgerProcess
-from slipstream.tenancy.spend_writer import SpendWriter
+from slipstream.tenancy.ledger import LedgerProcess, SpendWriter
 
 CHILD = Path(__file__).with_name("ledger_child.py")
 INTERVAL_S = 0.2

@@ -14,14 +14,9 @@ from sqlalchemy import select
 
 from slipstream.store import SpendRow, Store, schema
 from slipstream.store.records import utcnow
-from slipstream.tenancy.ledger_process import (
-    LedgerProcess,
-    process_supported,
-    read_frame,
-    write_frame,
-)
+from slipstream.tenancy.ledger import LedgerProcess, SpendWriter, process_supported
+from slipstream.tenancy.ledger.process import read_frame, write_frame
 from slipstream.tenancy.runtime import Tenancy
-from slipstream.tenancy.spend_writer import SpendWriter
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -29,10 +29,9 @@ from slipstream.tenancy.admission import Admission, LocalAdmission
 from slipstream.tenancy.alerts import BudgetAlerts
 from slipstream.tenancy.budgets import BudgetScope
 from slipstream.tenancy.keycache import KeyCache
-from slipstream.tenancy.ledger_process import LedgerProcess, process_supported
+from slipstream.tenancy.ledger import LedgerProcess, SpendWriter, process_supported
 from slipstream.tenancy.prices import PriceTable, unpriced
 from slipstream.tenancy.redis_admission import RedisAdmission
-from slipstream.tenancy.spend_writer import SpendWriter
 
 logger = logging.getLogger("slipstream.tenancy")
 SEED_SCOPES = ("key", "team", "org")

@@ -41,10 +41,10 @@ from typing import IO, Any
 from prometheus_client import CollectorRegistry
 
 from slipstream.store.records import SpendRow
-from slipstream.tenancy.spend_writer import SpendWriterMetrics
+from slipstream.tenancy.ledger.writer import SpendWriterMetrics
 
 logger = logging.getLogger("slipstream.tenancy.spend")
-WORKER = "slipstream.tenancy.ledger_worker"
+WORKER = "slipstream.tenancy.ledger.worker"
 HEADER = struct.Struct(">I")
 ROW_FIELDS = tuple(f.name for f in fields(SpendRow))
 as_tuple = attrgetter(*ROW_FIELDS)

@@ -53,7 +53,7 @@ class SpendWriter:
         self._stop = threading.Event()
         self._failing = False
         self._writing = 0  # rows of the batch being written
-        # Plain totals beside the metrics, for the writer process to report (ledger_process.py).
+        # Plain totals beside the metrics, for the writer process to report (process.py).
         self.written_total = 0
         self.failures_total = 0
         self.dropped_total = 0
