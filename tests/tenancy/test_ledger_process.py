@@ -14,8 +14,8 @@ from sqlalchemy import select
 
 from slipstream.store import SpendRow, Store, schema
 from slipstream.store.records import utcnow
-from slipstream.tenancy.ledger import LedgerProcess, SpendWriter, process_supported
-from slipstream.tenancy.ledger.process import read_frame, write_frame
+from slipstream.tenancy.ledger import LedgerProcess, LedgerWriter, SpendWriter, process_supported
+from slipstream.tenancy.ledger.frames import read_frame, write_frame
 from slipstream.tenancy.runtime import Tenancy
 
 pytestmark = pytest.mark.timeout(120)
@@ -150,6 +150,7 @@ def test_the_gateway_writes_its_ledger_through_a_process_unless_told_otherwise(
     assert isinstance(Tenancy(store).writer, LedgerProcess)
     thread = Tenancy(store, config=TenancyConfig(spend_writer="thread")).writer
     assert isinstance(thread, SpendWriter)
+    assert isinstance(thread, LedgerWriter) and isinstance(Tenancy(store).writer, LedgerWriter)
     memory = Store.open("sqlite://")
     assert isinstance(Tenancy(memory).writer, SpendWriter)  # a child cannot open it
     assert process_supported("postgresql://u@h/db") and process_supported("sqlite:///x.db")

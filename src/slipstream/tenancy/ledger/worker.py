@@ -18,7 +18,7 @@ import time
 from slipstream.store.database import open_engine
 from slipstream.store.ledger import SpendStore
 from slipstream.store.records import SpendRow
-from slipstream.tenancy.ledger.process import read_frame, write_frame
+from slipstream.tenancy.ledger.frames import read_frame, write_frame
 from slipstream.tenancy.ledger.writer import SpendWriter
 
 DRAIN_S = 30.0  # after the gateway vanished: how long to retry a failing database

@@ -16,24 +16,17 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry
 
 from slipstream.store.records import SpendRow
+from slipstream.tenancy.ledger.base import SpendWriterMetrics
 
 logger = logging.getLogger("slipstream.tenancy.spend")
-PREFIX = "slipstream:spend_"
-
-
-class SpendWriterMetrics:
-    def __init__(self, registry: CollectorRegistry | None) -> None:
-        r = registry if registry is not None else CollectorRegistry()
-        self.queued = Gauge(PREFIX + "queue_rows", "Ledger rows waiting to be written.", registry=r)
-        self.written = Counter(PREFIX + "rows_written", "Ledger rows written.", registry=r)
-        self.dropped = Counter(PREFIX + "rows_dropped", "Rows dropped: queue full.", registry=r)
-        self.failures = Counter(PREFIX + "flush_failures", "Failed ledger flushes.", registry=r)
 
 
 class SpendWriter:
+    """A `LedgerWriter` that writes from a thread of this process."""
+
     def __init__(
         self,
         insert: Callable[[Sequence[SpendRow]], None],
