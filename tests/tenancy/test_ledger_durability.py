@@ -47,7 +47,8 @@ def _kill_during_load(
 ) -> tuple[list[tuple[float, str]], set[str], float]:
     """Run the writer child, kill -9 it mid-load; what it queued (when) and what was stored."""
     Store.open(url, schema=schema or None).close()  # migrate before the clock starts
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+    path = [str(Path(__file__).parents[2]), os.environ.get("PYTHONPATH", "")]  # keep the caller's
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in path if p)}
     child = subprocess.Popen(
         [sys.executable, str(CHILD), url, schema, str(INTERVAL_S), kind],
         stdout=subprocess.PIPE, text=True, env=env,
