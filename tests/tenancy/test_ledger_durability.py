@@ -17,9 +17,8 @@ import pytest
 from sqlalchemy import create_engine, text
 from tests.store.conftest import PG_URL, pg_schema
 
-from slipstream.store import SpendRow, Store
-from slipstream.store.records import utcnow
-from slipstream.tenancy.ledger import LedgerProcess, SpendWriter
+from slipstream.store import Store
+from slipstream.tenancy.ledger import LedgerProcess, LedgerRow, SpendWriter
 
 CHILD = Path(__file__).with_name("ledger_child.py")
 INTERVAL_S = 0.2
@@ -134,7 +133,7 @@ def test_a_10_second_database_outage_loses_no_rows(
         nonlocal n
         end = time.monotonic() + seconds
         while time.monotonic() < end:
-            writer.put(SpendRow(ts=utcnow(), request_id=f"r{n}", status=200, cost_micro=n))
+            writer.put(LedgerRow(ts=time.time(), request_id=f"r{n}", status=200, cost_micro=n))
             n += 1
             time.sleep(0.005)
 

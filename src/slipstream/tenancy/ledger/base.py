@@ -6,7 +6,7 @@ from typing import Protocol, runtime_checkable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from slipstream.store.records import SpendRow
+from slipstream.store.records import LedgerRow
 
 PREFIX = "slipstream:spend_"
 
@@ -30,7 +30,7 @@ class LedgerWriter(Protocol):
 
     def start(self) -> None: ...
 
-    def put(self, row: SpendRow) -> bool:
+    def put(self, row: LedgerRow) -> bool:
         """Queue a row; False if the queue is full and the row was dropped."""
         ...
 

@@ -2,7 +2,8 @@
 
 Each frame is a pickle preceded by its length (4 bytes, big-endian). Parent → child:
 ``("open", url, schema, max_queue, batch_max)`` once, ``("rows", [tuple, ...])`` every interval
-(also when empty: a retry tick while the database is down), ``("close", seconds)`` at shutdown.
+(each a `LedgerRow`'s fields as a plain tuple; also sent when empty: a retry tick while the
+database is down), ``("close", seconds)`` at shutdown.
 The child answers every "rows" and "close" frame with ``(written, failures, dropped, queued,
 error)``: totals so far, rows it holds, and the exception's name while writes fail.
 """

@@ -4,10 +4,11 @@ Why a process and not a thread: the database work of a flush (SQLAlchemy, the dr
 conversion) is Python, so a writer thread holds the GIL in many short slices, and every time
 the event loop gives the GIL up (each socket read or write) it waits to get it back. Measured
 in-process on 2 cores: tenancy cost 92 µs per request while a writer thread flushed, 46 µs
-with it idle. Here `put` turns each row into a tuple on the event loop (C code, ~0.6 µs) and
-a thread of the gateway wakes once per `interval_s`, pickles the batch (one C call: one GIL
-hand-off, where a Python loop in the thread was measured at ~10 µs per row of hand-offs) and
-hands it to the child through a pipe, then waits for its answer with the GIL released.
+with it idle. Here `put` only appends the row (a `LedgerRow`: a tuple) to a list, and a
+thread of the gateway wakes once per `interval_s`, pickles the batch as plain tuples (C calls
+only: one GIL hand-off, where a Python loop in the thread was measured at ~10 µs per row of
+hand-offs) and hands it to the child through a pipe, then waits for its answer with the GIL
+released.
 
 The frames on that pipe are described in frames.py.
 
@@ -27,20 +28,15 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import fields
-from operator import attrgetter
-from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from slipstream.store.records import SpendRow
+from slipstream.store.records import LedgerRow
 from slipstream.tenancy.ledger.base import SpendWriterMetrics
 from slipstream.tenancy.ledger.frames import read_frame, write_frame
 
 logger = logging.getLogger("slipstream.tenancy.spend")
 WORKER = "slipstream.tenancy.ledger.worker"
-ROW_FIELDS = tuple(f.name for f in fields(SpendRow))
-as_tuple = attrgetter(*ROW_FIELDS)
 REPLY_TIMEOUT_S = 120.0  # a tick's answer: the child's write, incl. the driver's connect timeout
 
 
@@ -61,7 +57,7 @@ class LedgerProcess:
         self.interval_s = interval_s
         self.max_queue = max_queue
         self.metrics = SpendWriterMetrics(registry)
-        self._rows: list[tuple[Any, ...]] = []  # SpendRow fields, in order
+        self._rows: list[LedgerRow] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._child: subprocess.Popen[bytes] | None = None
@@ -76,18 +72,13 @@ class LedgerProcess:
         self._spawn()
         self._thread.start()
 
-    def put(self, row: SpendRow) -> bool:
+    def put(self, row: LedgerRow) -> bool:
         """Queue a row (never blocks); False if the queue is full and the row was dropped."""
-        return self.put_values(as_tuple(row))
-
-    def put_values(self, values: tuple[Any, ...]) -> bool:
-        """`put` for a row given as a tuple of SpendRow's fields, in order (no object per row;
-        `ts` may be Unix seconds: see SpendRow.of)."""
         with self._lock:
             if len(self._rows) >= self.max_queue:
                 self.metrics.dropped.inc()
                 return False
-            self._rows.append(values)
+            self._rows.append(row)
         return True
 
     @property
@@ -159,7 +150,9 @@ class LedgerProcess:
             batch, self._rows = self._rows, []
             self._sending = len(batch)
         try:
-            write_frame(child.stdin, ("rows", batch))
+            # As plain tuples (a C copy): a NamedTuple pickles through a Python method per row
+            # (5x slower, measured), which would run Python, and trade the GIL, in this thread.
+            write_frame(child.stdin, ("rows", list(map(tuple, batch))))
             reply = read_frame(child.stdout, REPLY_TIMEOUT_S)
         except (OSError, ValueError):  # ValueError: a pipe already closed
             reply = None

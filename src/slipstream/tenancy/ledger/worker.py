@@ -17,7 +17,7 @@ import time
 
 from slipstream.store.database import open_engine
 from slipstream.store.ledger import SpendStore
-from slipstream.store.records import SpendRow
+from slipstream.store.records import LedgerRow
 from slipstream.tenancy.ledger.frames import read_frame, write_frame
 from slipstream.tenancy.ledger.writer import SpendWriter
 
@@ -73,8 +73,8 @@ def main() -> int:
                     )
                 return 0
             if message[0] == "rows":
-                for values in message[1]:
-                    writer.put(SpendRow.of(values))
+                for row in map(LedgerRow._make, message[1]):  # plain tuples: see process.py
+                    writer.put(row)
                 writer.flush()
             else:  # ("close", seconds)
                 drain(writer, float(message[1]))

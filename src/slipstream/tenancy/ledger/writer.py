@@ -14,11 +14,10 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from slipstream.store.records import SpendRow
+from slipstream.store.records import LedgerRow
 from slipstream.tenancy.ledger.base import SpendWriterMetrics
 
 logger = logging.getLogger("slipstream.tenancy.spend")
@@ -29,7 +28,7 @@ class SpendWriter:
 
     def __init__(
         self,
-        insert: Callable[[Sequence[SpendRow]], None],
+        insert: Callable[[Sequence[LedgerRow]], None],
         *,
         interval_s: float = 0.5,
         max_queue: int = 100_000,
@@ -41,7 +40,7 @@ class SpendWriter:
         self.max_queue = max_queue
         self.batch_max = batch_max
         self.metrics = SpendWriterMetrics(registry)
-        self._queue: deque[SpendRow] = deque()
+        self._queue: deque[LedgerRow] = deque()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._failing = False
@@ -56,7 +55,7 @@ class SpendWriter:
     def start(self) -> None:
         self._thread.start()
 
-    def put(self, row: SpendRow) -> bool:
+    def put(self, row: LedgerRow) -> bool:
         """Queue a row (never blocks); False if the queue is full and the row was dropped."""
         with self._lock:
             if len(self._queue) >= self.max_queue:
@@ -65,10 +64,6 @@ class SpendWriter:
                 return False
             self._queue.append(row)
         return True
-
-    def put_values(self, values: tuple[Any, ...]) -> bool:
-        """`put` for a row given as a tuple of SpendRow's fields, in order."""
-        return self.put(SpendRow.of(values))
 
     @property
     def pending(self) -> int:
