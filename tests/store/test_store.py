@@ -7,7 +7,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from slipstream.store import Limits, NotFound, SpendRow, Store
+from slipstream.store import LedgerRow, Limits, NotFound, Store
 from slipstream.store.keygen import hash_key, looks_like_key
 from slipstream.store.records import window_start
 from slipstream.store.schema import metadata
@@ -57,10 +57,11 @@ def test_expiry_round_trips_as_aware_utc(store: Store) -> None:
     assert store.tenants.key(rec.id).expires_at == when
 
 
-def _row(i: int, key: str, cost: int, day: dt.datetime, tags: tuple[str, ...] = ()) -> SpendRow:
-    return SpendRow(
-        ts=day, request_id=f"r{i}", status=200, key_id=key, team_id="team_a", model="chat",
-        prompt_tokens=10, cached_tokens=2, completion_tokens=5, cost_micro=cost, tags=tags,
+def _row(i: int, key: str, cost: int, day: dt.datetime, tags: tuple[str, ...] = ()) -> LedgerRow:
+    return LedgerRow(
+        ts=day.timestamp(), request_id=f"r{i}", status=200, key_id=key, team_id="team_a",
+        model="chat", prompt_tokens=10, cached_tokens=2, completion_tokens=5, cost_micro=cost,
+        tags=tags,
     )  # fmt: skip
 
 
@@ -102,8 +103,8 @@ def test_daily_rollup_matches_the_raw_ledger_and_survives_pruning(store: Store) 
     rng = random.Random(5)
     days = [dt.datetime(2026, 1, d, 8, tzinfo=dt.UTC) for d in (1, 2, 3)]
     rows = [
-        SpendRow(
-            ts=rng.choice(days),
+        LedgerRow(
+            ts=rng.choice(days).timestamp(),
             request_id=f"r{i}",
             status=200,
             key_id=rng.choice(["k1", "k2", None]),
@@ -125,10 +126,11 @@ def test_daily_rollup_matches_the_raw_ledger_and_survives_pruning(store: Store) 
         assert got == expected
     assert sum(r["requests"] for r in store.spend.report("day")) == 300
     before = store.spend.report("key")
-    assert store.spend.prune(dt.date(2026, 1, 3)) == sum(1 for r in rows if r.ts.day < 3)
-    assert store.spend.count() == sum(1 for r in rows if r.ts.day == 3)
+    third = days[2].timestamp()
+    assert store.spend.prune(dt.date(2026, 1, 3)) == sum(1 for r in rows if r.ts < third)
+    assert store.spend.count() == sum(1 for r in rows if r.ts == third)
     assert store.spend.report("key") == before  # totals come from the rollup
-    k1 = sum(r.cost_micro for r in rows if r.key_id == "k1" and r.ts.day >= 2)
+    k1 = sum(r.cost_micro for r in rows if r.key_id == "k1" and r.ts >= days[1].timestamp())
     assert store.spend.window_totals("key", dt.date(2026, 1, 2))["k1"] == k1
 
 
@@ -158,13 +160,15 @@ def test_ledger_rows_read_back_exactly_as_written(store: Store) -> None:
 
     ts = dt.datetime(2026, 3, 1, 23, 30, 1, 250, tzinfo=dt.timezone(dt.timedelta(hours=-2)))
     odd = 'tab\there, new\nline, back\\slash, "quotes", ünïcode'
-    full = SpendRow(
-        ts=ts, request_id="r-full", status=499, org_id="o", team_id="t", key_id="k",
+    full = LedgerRow(
+        ts=ts.timestamp(), request_id="r-full", status=499, org_id="o", team_id="t", key_id="k",
         end_user=odd, model="chat", deployment="d", provider="openai", prompt_tokens=11,
         cached_tokens=3, completion_tokens=7, cost_micro=2**40, latency_ms=1.25,
         ttft_ms=0.5, stream=True, usage_source="counted", tags=("a", odd),
     )  # fmt: skip
-    bare = SpendRow(ts=dt.datetime(2026, 3, 2, tzinfo=dt.UTC), request_id="r-bare", status=200)
+    bare = LedgerRow(
+        ts=dt.datetime(2026, 3, 2, tzinfo=dt.UTC).timestamp(), request_id="r-bare", status=200
+    )
     store.spend.insert([full, bare])
     with store.engine.connect() as c:
         got = {r.request_id: r for r in c.execute(select(spend))}

@@ -9,10 +9,8 @@ from __future__ import annotations
 import sys
 import time
 
-from slipstream.store import SpendRow, Store
-from slipstream.store.records import utcnow
-from slipstream.tenancy.ledger_process import LedgerProcess
-from slipstream.tenancy.spend_writer import SpendWriter
+from slipstream.store import Store
+from slipstream.tenancy.ledger import LedgerProcess, LedgerRow, SpendWriter
 
 
 def main() -> None:
@@ -28,7 +26,7 @@ def main() -> None:
     i = 0
     while True:
         rid = f"r{i}"
-        writer.put(SpendRow(ts=utcnow(), request_id=rid, status=200, cost_micro=1, key_id="k"))
+        writer.put(LedgerRow(ts=time.time(), request_id=rid, status=200, cost_micro=1, key_id="k"))
         sys.stdout.write(rid + "\n")
         sys.stdout.flush()
         i += 1

@@ -17,10 +17,8 @@ import pytest
 from sqlalchemy import create_engine, text
 from tests.store.conftest import PG_URL, pg_schema
 
-from slipstream.store import SpendRow, Store
-from slipstream.store.records import utcnow
-from slipstream.tenancy.ledger_process import LedgerProcess
-from slipstream.tenancy.spend_writer import SpendWriter
+from slipstream.store import Store
+from slipstream.tenancy.ledger import LedgerProcess, LedgerRow, SpendWriter
 
 CHILD = Path(__file__).with_name("ledger_child.py")
 INTERVAL_S = 0.2
@@ -48,7 +46,8 @@ def _kill_during_load(
 ) -> tuple[list[tuple[float, str]], set[str], float]:
     """Run the writer child, kill -9 it mid-load; what it queued (when) and what was stored."""
     Store.open(url, schema=schema or None).close()  # migrate before the clock starts
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+    path = [str(Path(__file__).parents[2]), os.environ.get("PYTHONPATH", "")]  # keep the caller's
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in path if p)}
     child = subprocess.Popen(
         [sys.executable, str(CHILD), url, schema, str(INTERVAL_S), kind],
         stdout=subprocess.PIPE, text=True, env=env,
@@ -134,7 +133,7 @@ def test_a_10_second_database_outage_loses_no_rows(
         nonlocal n
         end = time.monotonic() + seconds
         while time.monotonic() < end:
-            writer.put(SpendRow(ts=utcnow(), request_id=f"r{n}", status=200, cost_micro=n))
+            writer.put(LedgerRow(ts=time.time(), request_id=f"r{n}", status=200, cost_micro=n))
             n += 1
             time.sleep(0.005)
 

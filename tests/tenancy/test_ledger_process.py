@@ -3,6 +3,7 @@ signals meant for the gateway do not cut its last write, and the gateway uses it
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import os
 import signal
@@ -12,25 +13,25 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from slipstream.store import SpendRow, Store, schema
-from slipstream.store.records import utcnow
-from slipstream.tenancy.ledger_process import (
+from slipstream.store import Store, schema
+from slipstream.tenancy.ledger import (
     LedgerProcess,
+    LedgerRow,
+    LedgerWriter,
+    SpendWriter,
     process_supported,
-    read_frame,
-    write_frame,
 )
+from slipstream.tenancy.ledger.frames import read_frame, write_frame
 from slipstream.tenancy.runtime import Tenancy
-from slipstream.tenancy.spend_writer import SpendWriter
 
 pytestmark = pytest.mark.timeout(120)
 
 
-def row(n: int, tags: tuple[str, ...] = ()) -> SpendRow:
-    return SpendRow(
-        ts=utcnow(), request_id=f"r{n}", status=200, key_id="k", model="m", prompt_tokens=n,
-        cached_tokens=1, completion_tokens=2, cost_micro=n, latency_ms=1.5, stream=True,
-        usage_source="counted", tags=tags,
+def row(n: int, tags: tuple[str, ...] = ()) -> LedgerRow:
+    return LedgerRow(
+        ts=time.time(), request_id=f"r{n}", status=200, key_id="k", model="m", prompt_tokens=n,
+        cached_tokens=1, completion_tokens=2, cost_micro=n, latency_ms=1.5 + n / 1e3 + 1e-4,
+        stream=True, usage_source="counted", tags=tags,
     )  # fmt: skip
 
 
@@ -59,10 +60,8 @@ def test_rows_are_written_by_the_process_field_for_field(tmp_path: Path) -> None
     writer = LedgerProcess(url, interval_s=0.05)
     writer.start()
     sent = [row(n, ("t1", "t2") if n % 2 else ()) for n in range(50)]
-    for r in sent[:25]:
+    for r in sent:
         assert writer.put(r)
-    for r in sent[25:]:  # the gateway's form: SpendRow's fields as a tuple
-        assert writer.put_values(tuple(getattr(r, f) for f in r.__dataclass_fields__))
     assert writer.flush() and writer.pending == 0
     assert writer.metrics.written._value.get() == 50
     assert sorted(store.spend.request_ids(), key=lambda s: int(s[1:])) == [
@@ -76,8 +75,10 @@ def test_rows_are_written_by_the_process_field_for_field(tmp_path: Path) -> None
         got = c.execute(select(schema.spend).where(schema.spend.c.request_id == "r27")).one()
     want = sent[27]
     for name in ("key_id", "model", "prompt_tokens", "cached_tokens", "completion_tokens",
-                 "cost_micro", "latency_ms", "status", "stream", "usage_source"):  # fmt: skip
+                 "cost_micro", "status", "stream", "usage_source"):  # fmt: skip
         assert getattr(got, name) == getattr(want, name), name
+    assert got.latency_ms == round(want.latency_ms, 3) == 1.527  # to the microsecond
+    assert abs(got.ts.replace(tzinfo=dt.UTC).timestamp() - want.ts) < 1e-6  # SQLite: naive UTC
     assert list(got.tags) == list(want.tags)
     writer.close()
     store.close()
@@ -155,6 +156,7 @@ def test_the_gateway_writes_its_ledger_through_a_process_unless_told_otherwise(
     assert isinstance(Tenancy(store).writer, LedgerProcess)
     thread = Tenancy(store, config=TenancyConfig(spend_writer="thread")).writer
     assert isinstance(thread, SpendWriter)
+    assert isinstance(thread, LedgerWriter) and isinstance(Tenancy(store).writer, LedgerWriter)
     memory = Store.open("sqlite://")
     assert isinstance(Tenancy(memory).writer, SpendWriter)  # a child cannot open it
     assert process_supported("postgresql://u@h/db") and process_supported("sqlite:///x.db")

@@ -4,7 +4,9 @@ at their price, cancelled streams billed for what was generated, ledger rows com
 from __future__ import annotations
 
 import asyncio
+import inspect
 import random
+import re
 from collections.abc import AsyncIterator
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -19,8 +21,10 @@ from slipstream.providers.base import (
     Usage,
 )
 from slipstream.store import Limits, Store
+from slipstream.tenancy.ledger import LedgerRow
 from slipstream.tenancy.prices import Price, PriceTable
 from slipstream.tenancy.runtime import Tenancy
+from slipstream.tenancy.stages.spend import SpendStage
 
 from .conftest import MASTER, bearer, tenant_gateway
 
@@ -92,7 +96,9 @@ def test_price_table_prefers_config_then_dated_defaults() -> None:
 
 
 def test_stream_and_non_stream_cost_the_same_to_the_micro_dollar(sqlite_store: Store) -> None:
-    key, rec = sqlite_store.tenants.create_key(tags=("team-x",))
+    org = sqlite_store.tenants.create_org("org-x")
+    team = sqlite_store.tenants.create_team("team-x", org=org.id)
+    key, rec = sqlite_store.tenants.create_key(team=team.id, tags=("team-x",))
     provider = UsageProvider()
 
     async def scenario() -> None:
@@ -123,6 +129,19 @@ def test_stream_and_non_stream_cost_the_same_to_the_micro_dollar(sqlite_store: S
     assert got["sse"].cached_tokens == 600 and got["sse"].usage_source == "upstream"
     assert got["sse"].deployment == "a" and got["sse"].provider == "openai"
     assert got["sse"].tags == ["team-x"] and got["sse"].ttft_ms is not None
+    sse = got["sse"]
+    assert (sse.key_id, sse.team_id, sse.org_id, sse.status) == (rec.id, team.id, org.id, 200)
+    assert (sse.prompt_tokens, sse.completion_tokens) == (1000, 200)
+    assert sse.latency_ms == round(sse.latency_ms, 3) and sse.ttft_ms == round(sse.ttft_ms, 3)
+
+
+def test_the_spend_stage_names_each_ledger_field_it_passes_in_order() -> None:
+    """The stage builds its LedgerRow positionally (19 keyword arguments cost ~1.3 µs more per
+    request) with each field's name in a comment beside it: the comments follow the fields."""
+    src = inspect.getsource(SpendStage.post)
+    call = src[src.index("LedgerRow(") :]
+    names = re.findall(r"#\s*(\w+)\s*$", call, re.M)[: len(LedgerRow._fields)]
+    assert tuple(names) == LedgerRow._fields
 
 
 def test_a_cancelled_stream_is_billed_for_what_was_generated(sqlite_store: Store) -> None:

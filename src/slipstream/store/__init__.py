@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 
 from slipstream.store.database import DEFAULT_URL, migrate, open_engine
 from slipstream.store.ledger import SpendStore
-from slipstream.store.records import KeyRecord, Limits, OrgRecord, SpendRow, TeamRecord
+from slipstream.store.records import KeyRecord, LedgerRow, Limits, OrgRecord, TeamRecord
 from slipstream.store.tenants import NotFound, TenantStore
 
 
@@ -36,10 +36,10 @@ class Store:
 __all__ = [
     "DEFAULT_URL",
     "KeyRecord",
+    "LedgerRow",
     "Limits",
     "NotFound",
     "OrgRecord",
-    "SpendRow",
     "Store",
     "TeamRecord",
 ]

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Engine, delete, func, select
 
 from slipstream.store import schema as t
-from slipstream.store.records import SpendRow
+from slipstream.store.records import LedgerRow
 from slipstream.store.rollup import write_batch
 
 GROUPS = ("key", "team", "org", "model", "tag", "day", "deployment", "end_user")
@@ -27,7 +27,7 @@ class SpendStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def insert(self, rows: Sequence[SpendRow]) -> None:
+    def insert(self, rows: Sequence[LedgerRow]) -> None:
         """One transaction per batch: either the whole batch is written or none of it (rows,
         tags and the daily rollup; see rollup.py for how little Python each row costs)."""
         if not rows:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 Window = Literal["daily", "weekly", "monthly"]
 WINDOWS: tuple[str, ...] = ("daily", "weekly", "monthly")
@@ -98,25 +98,17 @@ class KeyRecord:
         }
 
 
-@dataclass
-class SpendRow:
-    """One request in the ledger; `cost_micro` is exact integer micro-dollars."""
+class LedgerRow(NamedTuple):
+    """One request in the spend ledger, as the gateway queues it and the store writes it.
 
-    @classmethod
-    def of(cls, values: tuple[Any, ...]) -> SpendRow:
-        """A row from its fields in order as the gateway queues them: `ts` as Unix seconds
-        (`time.time()` is 4x cheaper than an aware datetime) and the times in ms unrounded;
-        this runs in the ledger writer, off the request path."""
-        row = cls(*values)
-        if not isinstance(row.ts, dt.datetime):
-            row.ts = dt.datetime.fromtimestamp(row.ts, dt.UTC)
-        if row.latency_ms is not None:
-            row.latency_ms = round(row.latency_ms, 3)
-        if row.ttft_ms is not None:
-            row.ttft_ms = round(row.ttft_ms, 3)
-        return row
+    A tuple with named fields: one is built per answered request, on the event loop, and the
+    writers queue it as it is (the writer process is handed its fields as a plain tuple). `ts`
+    is Unix seconds (`time.time()` is 4x cheaper than an aware datetime); `latency_ms` and
+    `ttft_ms` may be unrounded: the store rounds them to the microsecond when it writes the
+    row, off the request path. `cost_micro` is exact integer micro-dollars.
+    """
 
-    ts: dt.datetime
+    ts: float
     request_id: str
     status: int
     org_id: str | None = None
@@ -135,27 +127,3 @@ class SpendRow:
     stream: bool = False
     usage_source: str = "upstream"
     tags: tuple[str, ...] = ()
-
-    def values(self) -> dict[str, Any]:
-        return {
-            "ts": self.ts,
-            "day": self.ts.astimezone(dt.UTC).date(),
-            "request_id": self.request_id,
-            "org_id": self.org_id,
-            "team_id": self.team_id,
-            "key_id": self.key_id,
-            "end_user": self.end_user,
-            "model": self.model,
-            "deployment": self.deployment,
-            "provider": self.provider,
-            "prompt_tokens": self.prompt_tokens,
-            "cached_tokens": self.cached_tokens,
-            "completion_tokens": self.completion_tokens,
-            "cost_micro": self.cost_micro,
-            "latency_ms": self.latency_ms,
-            "ttft_ms": self.ttft_ms,
-            "status": self.status,
-            "stream": self.stream,
-            "usage_source": self.usage_source,
-            "tags": list(self.tags) or None,
-        }

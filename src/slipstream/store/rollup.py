@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection
 
-from slipstream.store.records import SpendRow
+from slipstream.store.records import LedgerRow
 
 DIMS = ("day", "key_id", "team_id", "org_id", "model")
 SUMS = ("requests", "prompt_tokens", "cached_tokens", "completion_tokens", "cost_micro")
@@ -49,7 +49,7 @@ _UTC = dt.UTC
 Groups = dict[tuple[Any, ...], list[int]]
 
 
-def aggregate(rows: Sequence[SpendRow], days: Sequence[Any]) -> Groups:
+def aggregate(rows: Sequence[LedgerRow], days: Sequence[Any]) -> Groups:
     """Sum a batch per (day, key, team, org, model) first: one rollup row per group."""
     groups: Groups = {}
     for r, day in zip(rows, days, strict=True):
@@ -70,7 +70,12 @@ def _tags(tags: tuple[str, ...]) -> str | None:
     return orjson.dumps(tags).decode()
 
 
-def write_batch(conn: Connection, rows: Sequence[SpendRow]) -> None:
+def _ms(v: float | None) -> float | None:
+    """A time in ms, to the microsecond (the gateway queues it unrounded)."""
+    return None if v is None else round(v, 3)
+
+
+def write_batch(conn: Connection, rows: Sequence[LedgerRow]) -> None:
     """Write `rows` inside the caller's transaction on `conn`."""
     if conn.dialect.name == "postgresql":
         _write_postgres(conn, rows)
@@ -78,18 +83,19 @@ def write_batch(conn: Connection, rows: Sequence[SpendRow]) -> None:
         _write_sqlite(conn, rows)
 
 
-def _write_postgres(conn: Connection, rows: Sequence[SpendRow]) -> None:
+def _write_postgres(conn: Connection, rows: Sequence[LedgerRow]) -> None:
     pg: Any = conn.connection.driver_connection  # psycopg.Connection, in this transaction
-    days = [r.ts.astimezone(_UTC).date() for r in rows]
+    times = [dt.datetime.fromtimestamp(r.ts, _UTC) for r in rows]  # ts: Unix seconds
+    days = [t.date() for t in times]
     with pg.cursor() as cur:
         with cur.copy(PG_COPY_SPEND) as copy:
             write = copy.write_row
-            for r, day in zip(rows, days, strict=True):
+            for r, t, day in zip(rows, times, days, strict=True):
                 write((
-                    r.ts, day, r.request_id, r.org_id, r.team_id, r.key_id, r.end_user, r.model,
+                    t, day, r.request_id, r.org_id, r.team_id, r.key_id, r.end_user, r.model,
                     r.deployment, r.provider, r.prompt_tokens, r.cached_tokens,
-                    r.completion_tokens, r.cost_micro, r.latency_ms, r.ttft_ms, r.status,
-                    r.stream, r.usage_source, _tags(r.tags) if r.tags else None,
+                    r.completion_tokens, r.cost_micro, _ms(r.latency_ms), _ms(r.ttft_ms),
+                    r.status, r.stream, r.usage_source, _tags(r.tags) if r.tags else None,
                 ))  # fmt: skip
         tagged = [(r, day) for r, day in zip(rows, days, strict=True) if r.tags]
         if tagged:
@@ -103,19 +109,19 @@ def _write_postgres(conn: Connection, rows: Sequence[SpendRow]) -> None:
         cur.execute(PG_UPSERT_DAILY, [list(c) for c in (*dims, *sums)])
 
 
-def _sqlite_row(r: SpendRow, t: dt.datetime, day: str) -> tuple[Any, ...]:
+def _sqlite_row(r: LedgerRow, t: dt.datetime, day: str) -> tuple[Any, ...]:
     return (
         f"{t:%Y-%m-%d %H:%M:%S.%f}", day, r.request_id, r.org_id, r.team_id, r.key_id,
         r.end_user, r.model, r.deployment, r.provider, r.prompt_tokens, r.cached_tokens,
-        r.completion_tokens, r.cost_micro, r.latency_ms, r.ttft_ms, r.status, int(r.stream),
-        r.usage_source, _tags(r.tags) if r.tags else None,
+        r.completion_tokens, r.cost_micro, _ms(r.latency_ms), _ms(r.ttft_ms), r.status,
+        int(r.stream), r.usage_source, _tags(r.tags) if r.tags else None,
     )  # fmt: skip
 
 
-def _write_sqlite(conn: Connection, rows: Sequence[SpendRow]) -> None:
+def _write_sqlite(conn: Connection, rows: Sequence[LedgerRow]) -> None:
     # SQLAlchemy's SQLite types store DateTime as "YYYY-MM-DD HH:MM:SS.ffffff", Date as ISO
     # text, JSON as text and booleans as 0/1: the same here.
-    times = [r.ts.astimezone(_UTC) for r in rows]
+    times = [dt.datetime.fromtimestamp(r.ts, _UTC) for r in rows]  # ts: Unix seconds
     days = [t.date().isoformat() for t in times]
     db: sqlite3.Connection = conn.connection.driver_connection  # type: ignore[assignment]
     limit = db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)

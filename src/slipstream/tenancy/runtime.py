@@ -26,10 +26,9 @@ from slipstream.tenancy.admission import Admission, LocalAdmission
 from slipstream.tenancy.alerts import BudgetAlerts
 from slipstream.tenancy.budgets import BudgetScope
 from slipstream.tenancy.keycache import KeyCache
-from slipstream.tenancy.ledger_process import LedgerProcess, process_supported
+from slipstream.tenancy.ledger import LedgerProcess, SpendWriter, process_supported
 from slipstream.tenancy.prices import PriceTable, unpriced
 from slipstream.tenancy.redis_admission import RedisAdmission
-from slipstream.tenancy.spend_writer import SpendWriter
 from slipstream.tenancy.stages import AuthStage, LimitsStage, SpendStage
 
 logger = logging.getLogger("slipstream.tenancy")

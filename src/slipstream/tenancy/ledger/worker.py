@@ -1,4 +1,4 @@
-"""The ledger writer process (`python -m slipstream.tenancy.ledger_worker`; see ledger_process.py).
+"""The ledger writer process (`python -m slipstream.tenancy.ledger.worker`; see process.py).
 
 It reads row batches from stdin, writes each one at once with `SpendWriter.flush` (rows stay
 queued here while the database fails and go with the next tick) and answers on stdout. At end
@@ -17,14 +17,14 @@ import time
 
 from slipstream.store.database import open_engine
 from slipstream.store.ledger import SpendStore
-from slipstream.store.records import SpendRow
-from slipstream.tenancy.ledger_process import read_frame, write_frame
-from slipstream.tenancy.spend_writer import SpendWriter
+from slipstream.store.records import LedgerRow
+from slipstream.tenancy.ledger.frames import read_frame, write_frame
+from slipstream.tenancy.ledger.writer import SpendWriter
 
 DRAIN_S = 30.0  # after the gateway vanished: how long to retry a failing database
 RETRY_S = 0.5
 
-logger = logging.getLogger("slipstream.tenancy.ledger_worker")
+logger = logging.getLogger("slipstream.tenancy.ledger.worker")
 
 
 def drain(writer: SpendWriter, seconds: float) -> bool:
@@ -73,8 +73,8 @@ def main() -> int:
                     )
                 return 0
             if message[0] == "rows":
-                for values in message[1]:
-                    writer.put(SpendRow.of(values))
+                for row in map(LedgerRow._make, message[1]):  # plain tuples: see process.py
+                    writer.put(row)
                 writer.flush()
             else:  # ("close", seconds)
                 drain(writer, float(message[1]))

@@ -4,16 +4,13 @@ Why a process and not a thread: the database work of a flush (SQLAlchemy, the dr
 conversion) is Python, so a writer thread holds the GIL in many short slices, and every time
 the event loop gives the GIL up (each socket read or write) it waits to get it back. Measured
 in-process on 2 cores: tenancy cost 92 µs per request while a writer thread flushed, 46 µs
-with it idle. Here `put` turns each row into a tuple on the event loop (C code, ~0.6 µs) and
-a thread of the gateway wakes once per `interval_s`, pickles the batch (one C call: one GIL
-hand-off, where a Python loop in the thread was measured at ~10 µs per row of hand-offs) and
-hands it to the child through a pipe, then waits for its answer with the GIL released.
+with it idle. Here `put` only appends the row (a `LedgerRow`: a tuple) to a list, and a
+thread of the gateway wakes once per `interval_s`, pickles the batch as plain tuples (C calls
+only: one GIL hand-off, where a Python loop in the thread was measured at ~10 µs per row of
+hand-offs) and hands it to the child through a pipe, then waits for its answer with the GIL
+released.
 
-Frames are pickles preceded by their length (4 bytes, big-endian). Parent → child:
-``("open", url, schema, max_queue, batch_max)`` once, ``("rows", [tuple, ...])`` every interval
-(also when empty: a retry tick while the database is down), ``("close", seconds)`` at shutdown.
-The child answers every "rows" and "close" frame with ``(written, failures, dropped, queued,
-error)``: totals so far, rows it holds, and the exception's name while writes fail.
+The frames on that pipe are described in frames.py.
 
 Loss bounds are the thread writer's: a gateway killed with -9 loses the rows it had not
 handed over yet (at most one interval); the child reads what is in the pipe, writes it and
@@ -27,66 +24,24 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import pickle
-import select
-import struct
 import subprocess
 import sys
 import threading
 import time
-from dataclasses import fields
-from operator import attrgetter
-from typing import IO, Any
 
 from prometheus_client import CollectorRegistry
 
-from slipstream.store.records import SpendRow
-from slipstream.tenancy.spend_writer import SpendWriterMetrics
+from slipstream.store.records import LedgerRow
+from slipstream.tenancy.ledger.base import SpendWriterMetrics
+from slipstream.tenancy.ledger.frames import read_frame, write_frame
 
 logger = logging.getLogger("slipstream.tenancy.spend")
-WORKER = "slipstream.tenancy.ledger_worker"
-HEADER = struct.Struct(">I")
-ROW_FIELDS = tuple(f.name for f in fields(SpendRow))
-as_tuple = attrgetter(*ROW_FIELDS)
+WORKER = "slipstream.tenancy.ledger.worker"
 REPLY_TIMEOUT_S = 120.0  # a tick's answer: the child's write, incl. the driver's connect timeout
 
 
-def write_frame(out: IO[bytes], message: object) -> None:
-    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    view = memoryview(HEADER.pack(len(data)) + data)
-    while view:  # an unbuffered pipe may take part of it
-        n = out.write(view)
-        view = view[n or 0 :]
-    out.flush()
-
-
-def _read_exact(src: IO[bytes], n: int) -> bytes | None:
-    parts: list[bytes] = []
-    while n > 0:
-        part = src.read(n)
-        if not part:
-            return None
-        parts.append(part)
-        n -= len(part)
-    return b"".join(parts)
-
-
-def read_frame(src: IO[bytes], timeout_s: float | None = None) -> Any:
-    """The next message, or None at end of file (or when `timeout_s` passes first; `src` must
-    then be unbuffered, so that select() sees what is unread)."""
-    if timeout_s is not None:
-        ready, _, _ = select.select([src], [], [], timeout_s)
-        if not ready:
-            return None
-    head = _read_exact(src, HEADER.size)
-    if head is None:
-        return None
-    data = _read_exact(src, HEADER.unpack(head)[0])
-    return None if data is None else pickle.loads(data)
-
-
 class LedgerProcess:
-    """`SpendWriter`'s interface (put, pending, healthy, metrics, close) over a child process."""
+    """A `LedgerWriter` whose rows are written by a child process (worker.py)."""
 
     def __init__(
         self,
@@ -102,7 +57,7 @@ class LedgerProcess:
         self.interval_s = interval_s
         self.max_queue = max_queue
         self.metrics = SpendWriterMetrics(registry)
-        self._rows: list[tuple[Any, ...]] = []  # SpendRow fields, in order
+        self._rows: list[LedgerRow] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._child: subprocess.Popen[bytes] | None = None
@@ -117,18 +72,13 @@ class LedgerProcess:
         self._spawn()
         self._thread.start()
 
-    def put(self, row: SpendRow) -> bool:
+    def put(self, row: LedgerRow) -> bool:
         """Queue a row (never blocks); False if the queue is full and the row was dropped."""
-        return self.put_values(as_tuple(row))
-
-    def put_values(self, values: tuple[Any, ...]) -> bool:
-        """`put` for a row given as a tuple of SpendRow's fields, in order (no object per row;
-        `ts` may be Unix seconds: see SpendRow.of)."""
         with self._lock:
             if len(self._rows) >= self.max_queue:
                 self.metrics.dropped.inc()
                 return False
-            self._rows.append(values)
+            self._rows.append(row)
         return True
 
     @property
@@ -200,7 +150,9 @@ class LedgerProcess:
             batch, self._rows = self._rows, []
             self._sending = len(batch)
         try:
-            write_frame(child.stdin, ("rows", batch))
+            # As plain tuples (a C copy): a NamedTuple pickles through a Python method per row
+            # (5x slower, measured), which would run Python, and trade the GIL, in this thread.
+            write_frame(child.stdin, ("rows", list(map(tuple, batch))))
             reply = read_frame(child.stdout, REPLY_TIMEOUT_S)
         except (OSError, ValueError):  # ValueError: a pipe already closed
             reply = None
@@ -269,4 +221,4 @@ def process_supported(url: str | None) -> bool:
     return not (url.startswith("sqlite") and (":memory:" in url or url.rstrip("/") == "sqlite:"))
 
 
-__all__ = ["LedgerProcess", "process_supported", "read_frame", "write_frame"]
+__all__ = ["LedgerProcess", "process_supported"]

@@ -14,29 +14,21 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry
 
-from slipstream.store.records import SpendRow
+from slipstream.store.records import LedgerRow
+from slipstream.tenancy.ledger.base import SpendWriterMetrics
 
 logger = logging.getLogger("slipstream.tenancy.spend")
-PREFIX = "slipstream:spend_"
-
-
-class SpendWriterMetrics:
-    def __init__(self, registry: CollectorRegistry | None) -> None:
-        r = registry if registry is not None else CollectorRegistry()
-        self.queued = Gauge(PREFIX + "queue_rows", "Ledger rows waiting to be written.", registry=r)
-        self.written = Counter(PREFIX + "rows_written", "Ledger rows written.", registry=r)
-        self.dropped = Counter(PREFIX + "rows_dropped", "Rows dropped: queue full.", registry=r)
-        self.failures = Counter(PREFIX + "flush_failures", "Failed ledger flushes.", registry=r)
 
 
 class SpendWriter:
+    """A `LedgerWriter` that writes from a thread of this process."""
+
     def __init__(
         self,
-        insert: Callable[[Sequence[SpendRow]], None],
+        insert: Callable[[Sequence[LedgerRow]], None],
         *,
         interval_s: float = 0.5,
         max_queue: int = 100_000,
@@ -48,12 +40,12 @@ class SpendWriter:
         self.max_queue = max_queue
         self.batch_max = batch_max
         self.metrics = SpendWriterMetrics(registry)
-        self._queue: deque[SpendRow] = deque()
+        self._queue: deque[LedgerRow] = deque()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._failing = False
         self._writing = 0  # rows of the batch being written
-        # Plain totals beside the metrics, for the writer process to report (ledger_process.py).
+        # Plain totals beside the metrics, for the writer process to report (process.py).
         self.written_total = 0
         self.failures_total = 0
         self.dropped_total = 0
@@ -63,7 +55,7 @@ class SpendWriter:
     def start(self) -> None:
         self._thread.start()
 
-    def put(self, row: SpendRow) -> bool:
+    def put(self, row: LedgerRow) -> bool:
         """Queue a row (never blocks); False if the queue is full and the row was dropped."""
         with self._lock:
             if len(self._queue) >= self.max_queue:
@@ -72,10 +64,6 @@ class SpendWriter:
                 return False
             self._queue.append(row)
         return True
-
-    def put_values(self, values: tuple[Any, ...]) -> bool:
-        """`put` for a row given as a tuple of SpendRow's fields, in order."""
-        return self.put(SpendRow.of(values))
 
     @property
     def pending(self) -> int:
