@@ -7,11 +7,9 @@ from typing import Any
 
 import redis as sync_redis
 
-from slipstream.tenancy.admission import Admitted
-from slipstream.tenancy.budgets import BudgetPlan, BudgetScope, Reservation
-from slipstream.tenancy.ratelimit import Scope
-from slipstream.tenancy.redis_admission import RedisAdmission
-from slipstream.tenancy.redis_scripts import BUDGET_PREFIX, RATE_PREFIX
+from slipstream.tenancy.admission import Admitted, BudgetPlan, BudgetScope, Reservation, Scope
+from slipstream.tenancy.shared.admission import RedisAdmission
+from slipstream.tenancy.shared.scripts import BUDGET_PREFIX, RATE_PREFIX
 
 BIG = 10**9
 

@@ -13,11 +13,17 @@ from tests.gateway.fakes import Fleet, chat
 
 from slipstream.gateway import GatewayError
 from slipstream.store import Limits, Store
-from slipstream.tenancy.admission import Admission, LocalAdmission
-from slipstream.tenancy.budgets import BudgetPlan, BudgetScope, Refusal, Reservation
-from slipstream.tenancy.ratelimit import Scope
-from slipstream.tenancy.redis_admission import RedisAdmission
+from slipstream.tenancy.admission import (
+    Admission,
+    BudgetPlan,
+    BudgetScope,
+    Refusal,
+    Reservation,
+    Scope,
+)
+from slipstream.tenancy.local import LocalAdmission
 from slipstream.tenancy.runtime import Tenancy
+from slipstream.tenancy.shared.admission import RedisAdmission
 
 from .conftest import MASTER, REDIS_URL, bearer, redis_client
 
@@ -149,7 +155,7 @@ def test_redis_books_keep_their_ttls_and_stale_slots_are_swept_at_the_cap(redis_
     """Both token buckets of a scope live in one key that expires after two idle windows; a
     budget book gets its TTL when it is created; concurrency slots left by a replica that died
     (older than PARALLEL_TTL_S) stop counting when the scope reaches its cap."""
-    from slipstream.tenancy.redis_scripts import BUDGET_PREFIX, PARALLEL_TTL_S, RATE_PREFIX
+    from slipstream.tenancy.shared.scripts import BUDGET_PREFIX, PARALLEL_TTL_S, RATE_PREFIX
 
     name = f"key:{redis_ns}"
     rate = [Scope(name, rpm=10, tpm=1000, max_parallel=1)]
@@ -190,7 +196,7 @@ def test_redis_books_keep_their_ttls_and_stale_slots_are_swept_at_the_cap(redis_
 
 def a_book(r: sync_redis.Redis, scope: str) -> str:
     """The one budget book of `scope` (its name ends in the window's start)."""
-    from slipstream.tenancy.redis_scripts import BUDGET_PREFIX
+    from slipstream.tenancy.shared.scripts import BUDGET_PREFIX
 
     (key,) = list(r.scan_iter(f"{BUDGET_PREFIX}{scope}:*"))
     return key.decode()[len(BUDGET_PREFIX) :]

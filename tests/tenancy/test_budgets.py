@@ -18,7 +18,9 @@ from tests.gateway.fakes import Fleet, Step, chat
 from slipstream.config.schema import TenancyConfig
 from slipstream.gateway import Gateway, GatewayError
 from slipstream.store import Limits, Store
-from slipstream.tenancy.budgets import BudgetScope, MemoryBudgets, Refusal, window_end
+from slipstream.tenancy.admission import BudgetScope, Refusal
+from slipstream.tenancy.books import window_end
+from slipstream.tenancy.local.budgets import MemoryBudgets
 from slipstream.tenancy.runtime import Tenancy
 
 from .conftest import MASTER, REDIS_URL, bearer, redis_client, tenant_gateway
@@ -230,8 +232,8 @@ def test_streams_reserve_and_settle_like_other_requests(sqlite_store: Store) -> 
 
 
 def test_two_replicas_send_each_alert_once(redis_ns: str) -> None:
+    from slipstream.tenancy.admission import Crossing
     from slipstream.tenancy.alerts import BudgetAlerts
-    from slipstream.tenancy.budgets import Crossing
 
     hook = Receiver()
     scope = BudgetScope(f"key:{redis_ns}", 1000, "daily")

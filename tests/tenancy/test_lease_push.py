@@ -9,12 +9,11 @@ import time
 
 import redis as sync_redis
 
-from slipstream.tenancy.budgets import Reservation
-from slipstream.tenancy.leases import IDLE_S
-from slipstream.tenancy.ratelimit import Scope
-from slipstream.tenancy.redis_admission import RedisAdmission
-from slipstream.tenancy.redis_push import PUSH_S
-from slipstream.tenancy.redis_scripts import RATE_PREFIX
+from slipstream.tenancy.admission import Reservation, Scope
+from slipstream.tenancy.shared.admission import RedisAdmission
+from slipstream.tenancy.shared.push import PUSH_S
+from slipstream.tenancy.shared.records import IDLE_S
+from slipstream.tenancy.shared.scripts import RATE_PREFIX
 
 from .conftest import redis_client
 from .leasing import BIG, Calls, at_once, big_scopes, book, level, reserved

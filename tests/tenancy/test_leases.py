@@ -11,11 +11,11 @@ from typing import cast
 
 import redis as sync_redis
 
-from slipstream.tenancy.budgets import BudgetPlan, BudgetScope, Reservation
-from slipstream.tenancy.leases import Leases, RateLease, hold
-from slipstream.tenancy.ratelimit import Scope
-from slipstream.tenancy.redis_admission import RedisAdmission
-from slipstream.tenancy.redis_scripts import RATE_PREFIX
+from slipstream.tenancy.admission import BudgetPlan, BudgetScope, Reservation, Scope
+from slipstream.tenancy.shared.admission import RedisAdmission
+from slipstream.tenancy.shared.leases import Leases
+from slipstream.tenancy.shared.records import RateLease, hold
+from slipstream.tenancy.shared.scripts import RATE_PREFIX
 
 from .conftest import redis_client
 from .leasing import BIG, Calls, at_once, big_scopes, book, level, reserved

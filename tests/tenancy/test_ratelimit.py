@@ -10,7 +10,8 @@ from tests.gateway.fakes import Fleet, Step, chat
 
 from slipstream.gateway import GatewayError
 from slipstream.store import Limits, Store
-from slipstream.tenancy.ratelimit import MemoryLimiter, Scope
+from slipstream.tenancy.admission import Scope
+from slipstream.tenancy.local.ratelimit import MemoryLimiter
 from slipstream.tenancy.redis_ratelimit import RedisLimiter
 from slipstream.tenancy.runtime import Tenancy
 

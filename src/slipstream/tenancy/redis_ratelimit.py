@@ -8,9 +8,9 @@ from collections.abc import Sequence
 
 import redis.asyncio as aioredis
 
-from slipstream.tenancy.ratelimit import Decision, Scope
-from slipstream.tenancy.redis_admission import PARALLEL_TTL_S, RedisAdmission
-from slipstream.tenancy.redis_guard import RedisGuard
+from slipstream.tenancy.admission import Decision, Scope
+from slipstream.tenancy.shared.admission import PARALLEL_TTL_S, RedisAdmission
+from slipstream.tenancy.shared.guard import RedisGuard
 
 __all__ = ["PARALLEL_TTL_S", "RedisLimiter"]
 

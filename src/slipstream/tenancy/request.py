@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from slipstream.store.records import KeyRecord, OrgRecord, TeamRecord
-from slipstream.tenancy.budgets import Reservation
-from slipstream.tenancy.ratelimit import Scope
+from slipstream.tenancy.admission import Reservation, Scope
 
 EXTRA = "tenant"
 CHARS_PER_TOKEN = 4

@@ -25,13 +25,13 @@ from slipstream.gateway.stages.limits import LimitsStage
 from slipstream.gateway.stages.spend import SpendStage
 from slipstream.store import Store
 from slipstream.store.records import WINDOWS, utcnow, window_start
-from slipstream.tenancy.admission import Admission, LocalAdmission
+from slipstream.tenancy.admission import Admission, BudgetScope
 from slipstream.tenancy.alerts import BudgetAlerts
-from slipstream.tenancy.budgets import BudgetScope
 from slipstream.tenancy.keycache import KeyCache
 from slipstream.tenancy.ledger_process import LedgerProcess, process_supported
+from slipstream.tenancy.local import LocalAdmission
 from slipstream.tenancy.prices import PriceTable, unpriced
-from slipstream.tenancy.redis_admission import RedisAdmission
+from slipstream.tenancy.shared import RedisAdmission
 from slipstream.tenancy.spend_writer import SpendWriter
 
 logger = logging.getLogger("slipstream.tenancy")

@@ -8,7 +8,7 @@ reservation is settled when the stream ends, whether finished or cancelled.
 
 from __future__ import annotations
 
-from slipstream.tenancy.budgets import BudgetScope
+from slipstream.tenancy.admission import BudgetScope
 from slipstream.tenancy.request import TenantRequest
 
 

@@ -15,10 +15,9 @@ from typing import TYPE_CHECKING
 from slipstream.gateway.context import RequestContext
 from slipstream.gateway.stages.budget import budget_scopes
 from slipstream.store.records import Limits
-from slipstream.tenancy.budgets import BudgetPlan, BudgetScope, Refusal
+from slipstream.tenancy.admission import BudgetPlan, BudgetScope, Refusal, Scope
 from slipstream.tenancy.errors import too_many
 from slipstream.tenancy.prices import Price, PriceTable
-from slipstream.tenancy.ratelimit import Scope
 from slipstream.tenancy.request import EXTRA, TenantRequest
 
 if TYPE_CHECKING:

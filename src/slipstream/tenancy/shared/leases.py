@@ -19,10 +19,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from slipstream.tenancy.budgets import BudgetScope, Reservation
-from slipstream.tenancy.lease_cover import Cover
-from slipstream.tenancy.lease_records import (
-    IDLE_S,
+from slipstream.tenancy.admission import BudgetScope, Reservation, Scope, rate_headers
+from slipstream.tenancy.shared.cover import Cover
+from slipstream.tenancy.shared.records import (
     BookLease,
     BookPush,
     RateAsk,
@@ -30,12 +29,6 @@ from slipstream.tenancy.lease_records import (
     RatePush,
     hold,
 )
-from slipstream.tenancy.ratelimit import Scope, rate_headers
-
-__all__ = [
-    "IDLE_S", "BookLease", "BookPush", "Cover", "Leases", "RateAsk", "RateLease", "RatePush",
-    "hold",
-]  # fmt: skip
 
 
 class Leases:

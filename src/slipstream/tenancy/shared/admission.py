@@ -36,23 +36,27 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from slipstream.store.records import utcnow
-from slipstream.tenancy.admission import Admitted, LocalAdmission
-from slipstream.tenancy.budgets import (
-    BucketNames,
+from slipstream.tenancy.admission import (
+    Admitted,
     BudgetPlan,
     BudgetScope,
     Crossing,
-    MemoryBudgets,
+    Decision,
     Refusal,
     Reservation,
-    bucket_name,
-    window_end,
+    Scope,
+    rate_headers,
 )
-from slipstream.tenancy.leases import Cover, Leases, RateAsk
-from slipstream.tenancy.ratelimit import Decision, MemoryLimiter, Scope, rate_headers
-from slipstream.tenancy.redis_guard import RedisGuard
-from slipstream.tenancy.redis_push import Pusher
-from slipstream.tenancy.redis_scripts import (
+from slipstream.tenancy.books import BucketNames, bucket_name, window_end
+from slipstream.tenancy.local.admission import LocalAdmission
+from slipstream.tenancy.local.budgets import MemoryBudgets
+from slipstream.tenancy.local.ratelimit import MemoryLimiter
+from slipstream.tenancy.shared.cover import Cover
+from slipstream.tenancy.shared.guard import RedisGuard
+from slipstream.tenancy.shared.leases import Leases
+from slipstream.tenancy.shared.push import Pusher
+from slipstream.tenancy.shared.records import RateAsk
+from slipstream.tenancy.shared.scripts import (
     ADMIT,
     BUDGET_PREFIX,
     PARALLEL_TTL_S,
@@ -62,7 +66,7 @@ from slipstream.tenancy.redis_scripts import (
     admit_grants,
     lua,
 )
-from slipstream.tenancy.redis_wire import RedisWire
+from slipstream.tenancy.shared.wire import RedisWire
 
 LEASE_TTL_S = 30.0  # leased slots of a replica that stopped refreshing them are swept after
 

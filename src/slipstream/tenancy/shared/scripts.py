@@ -18,9 +18,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from slipstream.tenancy.budgets import BudgetScope
-from slipstream.tenancy.lease_records import BookPush, RateAsk, RatePush
-from slipstream.tenancy.ratelimit import Scope
+from slipstream.tenancy.admission import BudgetScope, Scope
+from slipstream.tenancy.shared.records import BookPush, RateAsk, RatePush
 
 PARALLEL_TTL_S = 900
 BUDGET_TTL_S = 3024000

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import cast
 
-from slipstream.tenancy.budgets import BudgetScope
-from slipstream.tenancy.lease_records import BookLease, RateLease
-from slipstream.tenancy.ratelimit import Scope, rate_headers
+from slipstream.tenancy.admission import BudgetScope, Scope, rate_headers
+from slipstream.tenancy.shared.records import BookLease, RateLease
 
 
 class Cover:

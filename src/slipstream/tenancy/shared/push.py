@@ -15,11 +15,13 @@ from typing import Any
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError, ResponseError
 
-from slipstream.tenancy.budgets import Crossing, MemoryBudgets, Reservation
-from slipstream.tenancy.leases import IDLE_S, BookPush, Leases, RatePush
-from slipstream.tenancy.redis_guard import RedisGuard
-from slipstream.tenancy.redis_scripts import push_call
-from slipstream.tenancy.redis_wire import RedisWire
+from slipstream.tenancy.admission import Crossing, Reservation
+from slipstream.tenancy.local.budgets import MemoryBudgets
+from slipstream.tenancy.shared.guard import RedisGuard
+from slipstream.tenancy.shared.leases import Leases
+from slipstream.tenancy.shared.records import IDLE_S, BookPush, RatePush
+from slipstream.tenancy.shared.scripts import push_call
+from slipstream.tenancy.shared.wire import RedisWire
 
 PUSH_S = 0.01  # settlements wait at most this long to share one push call
 KEEP_S = 0.25  # how often idle leases are looked for
