@@ -56,6 +56,7 @@ from slipstream.tenancy.shared.guard import RedisGuard
 from slipstream.tenancy.shared.leases import Leases
 from slipstream.tenancy.shared.push import Pusher
 from slipstream.tenancy.shared.records import RateAsk
+from slipstream.tenancy.shared.replies import Granted, parse_admit
 from slipstream.tenancy.shared.scripts import (
     ADMIT,
     BUDGET_PREFIX,
@@ -63,7 +64,6 @@ from slipstream.tenancy.shared.scripts import (
     PUSH,
     SEED,
     admit_call,
-    admit_grants,
     lua,
 )
 from slipstream.tenancy.shared.wire import RedisWire
@@ -72,7 +72,6 @@ LEASE_TTL_S = 30.0  # leased slots of a replica that stopped refreshing them are
 
 MAX_COVERS = 4096
 
-_WHAT = {1: "requests per minute", 2: "tokens per minute", 3: "concurrent requests"}
 _NO_BOOKS: list[tuple[BudgetScope, str]] = []  # of a request without a budget (never changed)
 
 
@@ -234,16 +233,13 @@ class RedisAdmission:
         scopes: Sequence[Scope],
         named: Sequence[tuple[BudgetScope, str]],
         asks: tuple[list[RateAsk], list[int]],
-        reply: Sequence[Any] | None,
+        reply: Granted | None,
         clock: float,
     ) -> None:
         """Apply what a script call granted (None: it failed or refused: nothing)."""
-        if reply is None:
-            self.leases.granted(scopes, named, asks, None, None, clock)
-            return
-        rates, books = admit_grants(reply, len(scopes))
-        self.leases.granted(scopes, named, asks, rates, books, clock)
-        self.pusher.keep()
+        self.leases.granted(scopes, named, asks, reply, clock)
+        if reply is not None:
+            self.pusher.keep()
 
     async def _admit_shared(
         self,
@@ -262,12 +258,12 @@ class RedisAdmission:
         if pushing is not None and self.wire is None:
             await pushing  # redis-py's pool does not keep the order of calls
         try:
-            reply = await self._run(self._admit, keys, args)
+            reply = parse_admit(await self._run(self._admit, keys, args), len(scopes))
         except BaseException:
             self._grant(scopes, named, asks, None, time.monotonic())
             raise
         clock = time.monotonic()
-        if int(reply[0]):
+        if isinstance(reply, Granted):
             self._grant(scopes, named, asks, reply, clock)
             d = Decision(True)
             if scopes:
@@ -281,16 +277,14 @@ class RedisAdmission:
             low = self.leases.take(c, tokens, worst, clock)
             if low is not None:
                 return self._local(c, tokens, request_id, plan, worst, clock, low)
-        _, idx, why, wait, rl, tl, spent = reply
-        why = int(why)
-        if why == 4:  # the rate limits had room, a budget had not
-            refused = named[int(idx)][0]
-            now = self.now()
-            return Admitted(budget=Refusal(refused, int(spent), window_end(refused.window, now)))
-        scope = scopes[int(idx)]
-        reason = f"{_WHAT[why]} limit of {scope.name}"
-        headers = rate_headers(scope, float(rl), float(tl))
-        return Admitted(Decision(False, max(float(wait), 0.001), reason, headers))
+        if reply.by_budget:  # the rate limits had room, a budget had not
+            refused = named[reply.index][0]
+            reset = window_end(refused.window, self.now())
+            return Admitted(budget=Refusal(refused, reply.spent_micro, reset))
+        scope = scopes[reply.index]
+        reason = f"{reply.limit} limit of {scope.name}"
+        headers = rate_headers(scope, reply.requests_left, reply.tokens_left)
+        return Admitted(Decision(False, max(reply.wait_s, 0.001), reason, headers))
 
     async def _top_up(
         self,
@@ -305,12 +299,15 @@ class RedisAdmission:
             scopes, tokens, "", named, worst, asks, self.prefix, self.lease_ttl_s
         )
         try:
-            reply = await self._run(self._admit, keys, args)
+            reply = parse_admit(await self._run(self._admit, keys, args), len(scopes))
         except (RedisError, OSError) as e:
             self._grant(scopes, named, asks, None, time.monotonic())
             self.guard.failed("lease top-up", e)
             return
-        self._grant(scopes, named, asks, reply, time.monotonic())
+        # Asking for nothing to be admitted, it cannot be refused.
+        self._grant(
+            scopes, named, asks, reply if isinstance(reply, Granted) else None, time.monotonic()
+        )
 
     async def settle(
         self,

@@ -29,6 +29,7 @@ from slipstream.tenancy.shared.records import (
     RatePush,
     hold,
 )
+from slipstream.tenancy.shared.replies import Granted
 
 
 class Leases:
@@ -147,8 +148,7 @@ class Leases:
         scopes: Sequence[Scope],
         named: Sequence[tuple[BudgetScope, str]],
         asks: tuple[list[RateAsk], list[int]],
-        reply: Sequence[tuple[float, float, int, int, int]] | None,
-        books: Sequence[int] | None,
+        reply: Granted | None,
         now: float,
     ) -> None:
         """Apply what the script granted (per scope: levels left, requests, tokens, slots;
@@ -162,18 +162,19 @@ class Leases:
                 lease.slots_busy = False
             if reply is None:
                 continue
-            rl, tl, gr, gt, gp = reply[i]
-            lease.requests += gr
-            lease.tokens += gt
-            lease.slots += gp
-            lease.level_requests, lease.level_tokens, lease.seen_at = rl, tl, now
-            if gr or gt or gp:  # a lease only asked for, never spent here, still goes back
+            g = reply.rates[i]
+            lease.requests += g.requests
+            lease.tokens += g.tokens
+            lease.slots += g.slots
+            lease.level_requests, lease.level_tokens = g.requests_left, g.tokens_left
+            lease.seen_at = now
+            if g.requests or g.tokens or g.slots:  # a lease only asked for, never spent here
                 lease.used_at = now
         for j, ((bs, b), m) in enumerate(zip(named, book_asks, strict=True)):
             book = self._book(b, bs.limit_micro)
             book.asked -= m
-            if books is not None and books[j]:
-                book.micro += books[j]
+            if reply is not None and (micro := reply.books[j].micro):
+                book.micro += micro
                 book.used_at = now
 
     def headers(self, scope: Scope, now: float) -> dict[str, str]:

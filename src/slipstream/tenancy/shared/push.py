@@ -20,6 +20,7 @@ from slipstream.tenancy.local.budgets import MemoryBudgets
 from slipstream.tenancy.shared.guard import RedisGuard
 from slipstream.tenancy.shared.leases import Leases
 from slipstream.tenancy.shared.records import IDLE_S, BookPush, RatePush
+from slipstream.tenancy.shared.replies import parse_push
 from slipstream.tenancy.shared.scripts import push_call
 from slipstream.tenancy.shared.wire import RedisWire
 
@@ -142,7 +143,8 @@ class Pusher:
                 after = None
             if after is None:
                 after = await self.run(self.script, keys, args)
-            bases = {b.bucket: int(a) - b.spent for b, a in zip(books, after, strict=True)}
+            spent = parse_push(after).spent_micro
+            bases = {b.bucket: a - b.spent for b, a in zip(books, spent, strict=True)}
         except (RedisError, OSError) as e:
             self.guard.failed("settle", e)
             book = self.fallback.spent  # the ledger has the spend too

@@ -2,7 +2,7 @@
 (settlements and returned leases, batched), seed (a budget book from the ledger).
 
 The layouts of their KEYS/ARGV are described above each script; `admit_call` and `push_call`
-at the end build them, `admit_grants` reads ADMIT's answer.
+at the end build them, and replies.py reads their answers into typed records.
 
 Data layout: a scope's requests/min and tokens/min buckets share one string key {level,
 stamp} x 2, refilled from Redis' own clock (no replica clock skew), that expires after two
@@ -16,7 +16,6 @@ when the book is created); `reserved` includes the leases.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from slipstream.tenancy.admission import BudgetScope, Scope
 from slipstream.tenancy.shared.records import BookPush, RateAsk, RatePush
@@ -286,17 +285,3 @@ def push_call(
         keys.append(BUDGET_PREFIX + b.bucket)
         args += [b.spent, b.reserved]
     return keys, args
-
-
-def admit_grants(
-    reply: Sequence[Any], n: int
-) -> tuple[list[tuple[float, float, int, int, int]], list[int]]:
-    """What an admitting ADMIT call granted: per rate scope (requests left, tokens left,
-    requests, tokens and slots granted), per budget book the micro-dollars granted."""
-    rates = [
-        (float(reply[i]), float(reply[i + 1]), int(reply[i + 2]), int(reply[i + 3]),
-         int(reply[i + 4]))
-        for i in range(4, 4 + n * 5, 5)
-    ]  # fmt: skip
-    books = [int(reply[j]) for j in range(5 + n * 5, len(reply), 2)]
-    return rates, books
