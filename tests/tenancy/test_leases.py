@@ -187,7 +187,7 @@ def test_cover_headers_are_the_lease_headers() -> None:
     leases = Leases()
     for scope in (Scope("k", rpm=1000, tpm=50_000), Scope("k", rpm=100), Scope("k", tpm=7)):
         lease = leases.rate["k"] = RateLease(scope)
-        cover = leases.cover([scope], None, [])
+        cover = leases.cover([scope], [])
         assert cover is not None
         for seen, held, now in ((0.0, 0, 0.0), (10.5, 3, 1.0), (-50.0, 64, 2.0), (1e9, 64, 3.0)):
             lease.level_requests = lease.level_tokens = seen

@@ -28,15 +28,14 @@ def window_end(window: str | None, now: dt.datetime) -> dt.datetime:
 
 class BucketNames:
     """`bucket_name` for lists of scopes, worked out once per UTC day (a window can only turn
-    at midnight). Lists are kept by identity (the limits stage shares one list per key), with
-    the list itself held so its id cannot be reused while cached."""
+    at midnight), kept by the scopes' values (frozen: name, limit, window)."""
 
     MAX = 4096
 
     def __init__(self) -> None:
         self._day_start = dt.datetime.min.replace(tzinfo=dt.UTC)
         self._day_end = self._day_start
-        self._cache: dict[int, tuple[Sequence[BudgetScope], list[tuple[BudgetScope, str]]]] = {}
+        self._cache: dict[tuple[BudgetScope, ...], list[tuple[BudgetScope, str]]] = {}
 
     def of(self, scopes: Sequence[BudgetScope], now: dt.datetime) -> list[tuple[BudgetScope, str]]:
         """(scope, book name) pairs; the returned list is shared: never change it."""
@@ -44,11 +43,10 @@ class BucketNames:
             start = dt.datetime.combine(now.astimezone(dt.UTC).date(), dt.time(), dt.UTC)
             self._day_start, self._day_end = start, start + dt.timedelta(days=1)
             self._cache.clear()
-        hit = self._cache.get(id(scopes))
-        if hit is not None and hit[0] is scopes:
-            return hit[1]
-        if len(self._cache) >= self.MAX:
-            self._cache.clear()
-        named = [(s, bucket_name(s, now)) for s in scopes]
-        self._cache[id(scopes)] = (scopes, named)
+        key = tuple(scopes)
+        named = self._cache.get(key)
+        if named is None:
+            if len(self._cache) >= self.MAX:  # refreshes brought other limits: start over
+                self._cache.clear()
+            named = self._cache[key] = [(s, bucket_name(s, now)) for s in scopes]
         return named

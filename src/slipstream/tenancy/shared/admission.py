@@ -2,7 +2,7 @@
 
 Admission checks every rate-limit bucket of the request (key, team, model) and every budget
 book (key, team, org), then takes from all of them, atomically in one Lua script, so a
-request refused by any of them takes nothing (see admission.py). The same call takes leases
+request refused by any of them takes nothing (see tenancy/admission.py). The same call takes leases
 (leases.py): capacity this replica then spends locally, so a request whose every scope and
 book is covered by leases is admitted with no Redis call at all; a top-up is asked for in
 the background when a lease runs low, and idle leases go back after `IDLE_S` and at `aclose`.
@@ -10,12 +10,13 @@ the background when a lease runs low, and idle leases go back after `IDLE_S` and
 Settlement (the token correction, the concurrency slot, the real cost in place of the
 reserved worst case) is applied to the leases where it can be; what must reach Redis (the
 real spend, a token debt, slots taken in Redis, capacity given back) is pushed in one script
-call per `PUSH_S` (redis_push.py). `settle` returns once its push is answered, with exact
+call per `PUSH_S` (push.py). `settle` returns once its push is answered, with exact
 budget crossings; with `report_crossings` off (no budget alerts read them) it only queues it.
 
 A covered request costs about what an in-memory admission does: its leases are found once
-per list of scopes (`Cover`) and book names once a UTC day. The Redis data layout is
-described in redis_scripts.py.
+per set of scope values (`Cover`, kept by `cover_key`) and book names once a UTC day, and
+its settlement finds them again through the request id. The Redis data layout is described
+in scripts.py; replies.py reads the scripts' answers.
 
 While Redis is unreachable the guard switches to this replica's in-memory books
 (`fallback`), so Redis is never a single point of failure.
@@ -29,6 +30,7 @@ import math
 import time
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 import redis.asyncio as aioredis
@@ -51,7 +53,7 @@ from slipstream.tenancy.books import BucketNames, bucket_name, window_end
 from slipstream.tenancy.local.admission import LocalAdmission
 from slipstream.tenancy.local.budgets import MemoryBudgets
 from slipstream.tenancy.local.ratelimit import MemoryLimiter
-from slipstream.tenancy.shared.cover import Cover
+from slipstream.tenancy.shared.cover import Cover, cover_key
 from slipstream.tenancy.shared.guard import RedisGuard
 from slipstream.tenancy.shared.leases import Leases
 from slipstream.tenancy.shared.push import Pusher
@@ -75,6 +77,16 @@ MAX_COVERS = 4096
 _NO_BOOKS: list[tuple[BudgetScope, str]] = []  # of a request without a budget (never changed)
 
 
+@dataclass(slots=True)
+class InFlight:
+    """A request admitted through Redis or from leases, not settled yet."""
+
+    leased_slot: bool  # its concurrency slots came from leases (else: taken in Redis by id)
+    at: float  # when it was admitted (monotonic)
+    scopes: Sequence[Scope]
+    cover: Cover | None  # the leases it settles into, if they covered it when admitted
+
+
 class RedisAdmission:
     def __init__(
         self,
@@ -90,7 +102,7 @@ class RedisAdmission:
         self.fallback = LocalAdmission(MemoryLimiter(), MemoryBudgets(now))
         self._admit = client.register_script(lua(ADMIT))
         self._seed = client.register_script(lua(SEED))
-        # Our own pipelined connection for the scripts (redis_wire.py: ~4x less client CPU
+        # Our own pipelined connection for the scripts (wire.py: ~4x less client CPU
         # per call than redis-py; `aclose` closes it); None for connections only redis-py
         # speaks (e.g. TLS), or without `lean`.
         self.wire = RedisWire.for_client(client) if lean else None
@@ -107,12 +119,13 @@ class RedisAdmission:
             self.prefix,
             lease_ttl_s,
         )
-        # Requests admitted through Redis or leases, not settled yet: (slot leased, when, scopes).
-        self._admitted: dict[str, tuple[bool, float, Sequence[Scope]]] = {}
+        # Requests admitted through Redis or leases, not settled yet, by request id.
+        self._admitted: dict[str, InFlight] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        # The leases of each list of scopes (by identity; see leases.Cover), and the names of
-        # budget books, both for the UTC day [_day_start, _day_end) (epoch seconds of `now`).
-        self._covers: dict[int, Cover] = {}
+        # The leases of each list of rate and budget scopes (by their values, `cover_key`;
+        # see cover.py), and the names of budget books, both for the UTC day
+        # [_day_start, _day_end) (epoch seconds of `now`).
+        self._covers: dict[tuple[Scope | BudgetScope, ...], Cover] = {}
         self._names = BucketNames()
         self._day_start = self._day_end = 0.0
         self._wall: Callable[[], float] = (
@@ -151,16 +164,15 @@ class RedisAdmission:
         if self.guard.usable():
             worst = 0 if plan is None else plan.worst_micro
             clock = time.monotonic()
-            c = self._covers.get(id(scopes))
+            key = cover_key(scopes, budgets)
+            c = self._covers.get(key)
             if (
                 c is None
-                or c.scopes is not scopes
-                or c.budgets is not budgets
                 or c.gen != self.leases.gen
                 or not self._day_start <= self._wall() < self._day_end
             ):
                 named = self._named(budgets)
-                c = self._cover(scopes, budgets, named)
+                c = self._cover(key, scopes, named)
             else:
                 named = c.named
             if c is not None:
@@ -168,7 +180,7 @@ class RedisAdmission:
                 if low is not None:
                     return self._local(c, tokens, request_id, plan, worst, clock, low)
             try:
-                return await self._admit_shared(scopes, tokens, request_id, named, plan)
+                return await self._admit_shared(key, scopes, tokens, request_id, named, plan)
             except (RedisError, OSError) as e:
                 self.guard.failed("admission", e)
         a = await self.fallback.admit(scopes, tokens, request_id, plan)
@@ -189,17 +201,17 @@ class RedisAdmission:
 
     def _cover(
         self,
+        key: tuple[Scope | BudgetScope, ...],
         scopes: Sequence[Scope],
-        budgets: list[BudgetScope] | None,
         named: Sequence[tuple[BudgetScope, str]],
     ) -> Cover | None:
-        """The leases covering these scopes and books `named` (kept for the next request of
-        the same lists), or None if one is not held."""
-        c = self.leases.cover(scopes, budgets, named)
+        """The leases covering these scopes and books `named` (kept under `key` for the next
+        request with the same scopes), or None if one is not held."""
+        c = self.leases.cover(scopes, named)
         if c is not None:
-            if len(self._covers) >= MAX_COVERS:  # lists replaced by refreshes: start over
+            if len(self._covers) >= MAX_COVERS:  # refreshes brought other limits: start over
                 self._covers.clear()
-            self._covers[id(scopes)] = c
+            self._covers[key] = c
         return c
 
     def _local(
@@ -221,11 +233,8 @@ class RedisAdmission:
                 self._spawn(self._top_up(scopes, tokens, named, worst, asks))
             else:
                 self._grant(scopes, named, asks, None, clock)
-        if scopes:
-            self._admitted[request_id] = (True, clock, scopes)
-            d = Decision(True, headers=c.headers(clock))
-        else:
-            d = Decision(True)
+        self._admitted[request_id] = InFlight(True, clock, scopes, c)
+        d = Decision(True, headers=c.headers(clock)) if scopes else Decision(True)
         return Admitted(d, None if plan is None else Reservation(c.named, worst))
 
     def _grant(
@@ -243,6 +252,7 @@ class RedisAdmission:
 
     async def _admit_shared(
         self,
+        key: tuple[Scope | BudgetScope, ...],
         scopes: Sequence[Scope],
         tokens: int,
         request_id: str,
@@ -265,14 +275,18 @@ class RedisAdmission:
         clock = time.monotonic()
         if isinstance(reply, Granted):
             self._grant(scopes, named, asks, reply, clock)
+            # Settled into the leases now held, if they cover it (its slots are in Redis).
+            c = self._covers.get(key)
+            if c is None or c.gen != self.leases.gen:
+                c = self._cover(key, scopes, named)
+            self._admitted[request_id] = InFlight(False, clock, scopes, c)
             d = Decision(True)
             if scopes:
-                self._admitted[request_id] = (False, clock, scopes)
                 d.headers = self.leases.headers(scopes[0], clock)
             return Admitted(d, None if plan is None else Reservation(named, worst))
         self._grant(scopes, named, asks, None, clock)
         # Leases granted to this replica's other calls meanwhile are ours to spend.
-        c = self._cover(scopes, None if plan is None else plan.scopes, named)
+        c = self._cover(key, scopes, named)
         if c is not None:
             low = self.leases.take(c, tokens, worst, clock)
             if low is not None:
@@ -318,17 +332,13 @@ class RedisAdmission:
         reservation: Reservation | None,
         cost_micro: int,
     ) -> list[Crossing]:
-        entry = self._admitted.pop(request_id, None) if scopes else None
-        c = self._covers.get(id(scopes))
-        if (  # admitted from (or through Redis into) the leases of `c`: no lookups
+        entry = self._admitted.pop(request_id, None)
+        c = None if entry is None else entry.cover
+        if (  # admitted under the leases of `c`, still current: settled there, no lookups
             c is not None
-            and c.scopes is scopes
             and c.gen == self.leases.gen
-            and (not scopes if entry is None else entry[0] or not c.par)
-            and (
-                reservation is None
-                or (reservation.scopes is c.named and not reservation.settled and c.books)
-            )
+            and (entry.leased_slot or not c.par)
+            and (reservation is None or (not reservation.settled and c.books))
         ):
             offsets: list[int] | None = None
             if reservation is not None:
@@ -357,7 +367,7 @@ class RedisAdmission:
             estimated,
             actual,
             request_id,
-            entry is not None and entry[0],
+            entry is not None and entry.leased_slot,
             reservation,
             cost_micro,
         )
@@ -394,8 +404,8 @@ class RedisAdmission:
         self.fallback.prune()
         self.leases.prune((self.now() - dt.timedelta(days=32)).date().isoformat())
         stale = time.monotonic() - PARALLEL_TTL_S
-        for rid, (leased, at, scopes) in list(self._admitted.items()):
-            if at < stale:  # never settled: stop holding its slot
+        for rid, entry in list(self._admitted.items()):
+            if entry.at < stale:  # never settled: stop holding its slot
                 del self._admitted[rid]
-                if leased:
-                    self.leases.forget_slot(scopes)
+                if entry.leased_slot:
+                    self.leases.forget_slot(entry.scopes)

@@ -1,13 +1,13 @@
 """Leases: shared rate-limit and budget capacity that this replica took from Redis in advance,
 so that most requests are admitted without a round trip.
 
-A lease is taken atomically by the admission script (redis_admission.py) from the shared
+A lease is taken atomically by the admission script (admission.py) from the shared
 bucket, slot set or budget book, exactly like a request's own take, so spending it here can
 never admit more than the shared limit allows. A request is admitted from leases only when
 every one of its scopes and books is covered; otherwise the script decides (all or nothing,
 as without leases) and tops the leases up in the same call.
 
-Sizing (lease_records.py) keeps behaviour near a limit exact and stranded capacity small:
+Sizing (records.py) keeps behaviour near a limit exact and stranded capacity small:
 capacity stranded in other replicas' unused leases is at most `hold` per replica, and only
 until they use it or give it back after `IDLE_S`.
 
@@ -45,10 +45,7 @@ class Leases:
         self.gen = 0
 
     def cover(
-        self,
-        scopes: Sequence[Scope],
-        budgets: Sequence[BudgetScope] | None,
-        named: Sequence[tuple[BudgetScope, str]],
+        self, scopes: Sequence[Scope], named: Sequence[tuple[BudgetScope, str]]
     ) -> Cover | None:
         """The leases of these scopes and books, if this replica holds one for each under the
         same limits (else None: a request of theirs must ask Redis)."""
@@ -64,7 +61,7 @@ class Leases:
             if book is None or book.limit != bs.limit_micro:
                 return None
             books.append((b, book))
-        return Cover(scopes, budgets, named, self.gen, rate, books)
+        return Cover(scopes, named, self.gen, rate, books)
 
     def take(self, c: Cover, tokens: int, worst: int, now: float) -> bool | None:
         """Admit from the leases of `c` (current: `c.gen == gen`) if they cover every scope and
