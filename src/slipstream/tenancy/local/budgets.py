@@ -26,11 +26,9 @@ class MemoryBudgets:
     names: BucketNames = field(default_factory=BucketNames, repr=False)
     report_crossings: bool = True  # False: no budget alerts are configured to read them
 
-    async def reserve(self, scopes: Sequence[BudgetScope], worst: int) -> Reservation | Refusal:
-        return self.take(scopes, worst)
-
     def take(self, scopes: Sequence[BudgetScope], worst: int) -> Reservation | Refusal:
-        """`reserve` without the coroutine (LocalAdmission calls it on every request)."""
+        """Reserve `worst` in every book, or refuse (spent + reserved at a limit), taking
+        nothing."""
         now = self.now()
         named = self.names.of(scopes, now)
         for s, b in named:
@@ -41,11 +39,8 @@ class MemoryBudgets:
             self.reserved[b] = self.reserved.get(b, 0) + worst
         return Reservation(named, worst)
 
-    async def settle(self, r: Reservation, actual: int) -> list[Crossing]:
-        return self.close(r, actual)
-
     def close(self, r: Reservation, actual: int) -> list[Crossing]:
-        """`settle` without the coroutine."""
+        """Replace a reservation by the real cost (once; again: nothing)."""
         if r.settled:
             return []
         r.settled = True

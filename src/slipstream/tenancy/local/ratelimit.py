@@ -58,11 +58,8 @@ class MemoryLimiter:
             st.refill(now)
         return st
 
-    async def acquire(self, scopes: Sequence[Scope], tokens: int, request_id: str) -> Decision:
-        return self.take(scopes, tokens)
-
     def take(self, scopes: Sequence[Scope], tokens: int) -> Decision:
-        """`acquire` without the coroutine (LocalAdmission calls it on every request)."""
+        """Admit a request of `tokens` (estimated) into every scope, or refuse, taking nothing."""
         now = self._now()
         states = []
         for s in scopes:
@@ -89,7 +86,7 @@ class MemoryLimiter:
         )
 
     def undo(self, scopes: Sequence[Scope], tokens: int) -> None:
-        """Give back what an `acquire` that admitted just took (called before anything else
+        """Give back what a `take` that admitted just took (called before anything else
         ran, so no refill happened in between): admission refused by the budget takes nothing."""
         for s in scopes:
             st = self._states[s.name]
@@ -97,13 +94,9 @@ class MemoryLimiter:
             st.tokens += tokens
             st.parallel = max(0, st.parallel - 1)
 
-    async def settle(
-        self, scopes: Sequence[Scope], estimated: int, actual: int, request_id: str
-    ) -> None:
-        self.give_back(scopes, estimated, actual)
-
     def give_back(self, scopes: Sequence[Scope], estimated: int, actual: int) -> None:
-        """`settle` without the coroutine."""
+        """Settle a request `take` admitted: its token estimate corrected to the real usage,
+        its concurrency slot freed."""
         now = self._now()
         for s in scopes:
             st = self._states.get(s.name)

@@ -93,7 +93,6 @@ class RedisAdmission:
         client: aioredis.Redis,
         guard: RedisGuard | None = None,
         now: Callable[[], dt.datetime] = utcnow,
-        lean: bool = True,
         lease_ttl_s: float = LEASE_TTL_S,
     ) -> None:
         self.now = now
@@ -104,8 +103,8 @@ class RedisAdmission:
         self._seed = client.register_script(lua(SEED))
         # Our own pipelined connection for the scripts (wire.py: ~4x less client CPU
         # per call than redis-py; `aclose` closes it); None for connections only redis-py
-        # speaks (e.g. TLS), or without `lean`.
-        self.wire = RedisWire.for_client(client) if lean else None
+        # speaks (e.g. TLS).
+        self.wire = RedisWire.for_client(client)
         self.leases = Leases()
         self.lease_ttl_s = lease_ttl_s
         self.prefix = f"lease:{uuid.uuid4().hex[:12]}:"  # this replica's slot members
@@ -352,9 +351,9 @@ class RedisAdmission:
             return await self.pusher.settled(reservation, offsets, cost_micro)
         out: list[Crossing] = []
         if scopes and entry is None:  # admitted by the fallback books
-            await self.fallback.limiter.settle(scopes, estimated, actual, request_id)
+            self.fallback.limiter.give_back(scopes, estimated, actual)
         if reservation is not None and reservation.local:
-            out = await self.fallback.budgets.settle(reservation, cost_micro)
+            out = self.fallback.budgets.close(reservation, cost_micro)
             reservation = None
         if reservation is not None and (reservation.settled or not reservation.scopes):
             reservation = None
