@@ -5,7 +5,6 @@ one to settle, whatever the number of scopes."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 import redis as sync_redis
@@ -26,6 +25,7 @@ from slipstream.tenancy.runtime import Tenancy
 from slipstream.tenancy.shared.admission import RedisAdmission
 
 from .conftest import MASTER, REDIS_URL, bearer, redis_client
+from .script_calls import ScriptCalls
 
 PER_TOKEN = {"input_per_mtok": 1000, "output_per_mtok": 1000}  # 1000 micro-dollars per token
 
@@ -99,38 +99,20 @@ def test_redis_admits_and_settles_in_one_script_call_each(sqlite_store: Store) -
     config = parse_config(
         {"models": [{"name": "chat", "deployments": [dep], "limits": {"rpm": 1000}}]}
     )
-    calls: list[str] = []
 
     async def scenario() -> None:
-        client = redis_client()
-        tenancy = Tenancy(sqlite_store, master_key=MASTER, redis=client)
+        calls = await ScriptCalls.start()
+        tenancy = Tenancy(sqlite_store, master_key=MASTER, redis=calls.client())
         await tenancy.start()
-        wire = getattr(tenancy.admission, "wire", None)
-        assert wire is not None  # a plain redis:// URL: our own pipelined connection
-        call = wire.call
-
-        async def counted(command: bytes, lazy: bool = False) -> Any:
-            calls.append(command.split(b"\r\n")[4].decode())  # the script's sha
-            return await call(command, lazy)
-
-        submit = wire.submit
-
-        def submitted(sha: str, keys: Any, args: Any) -> Any:
-            calls.append(sha)  # a push of settlements, queued ahead of later calls
-            return submit(sha, keys, args)
-
-        wire.call = counted  # type: ignore[method-assign]
-        wire.submit = submitted  # type: ignore[method-assign]
         gw = Gateway(config, Fleet().factory, stages=tenancy.stages)
-        calls.clear()
         await gw.handle("chat/completions", chat(max_tokens=10), None, bearer(key))
-        assert len(calls) == 1  # admitted: one script call (settling runs after the answer)
+        assert calls.total == calls.admits == 1  # one script call (settling runs after)
         await asyncio.gather(*tenancy._settling)
         for _ in range(100):  # without alerts the settlement is pushed by a timer (PUSH_S)
-            if len(calls) == 2:
+            if calls.pushes:
                 break
             await asyncio.sleep(0.01)
-        assert len(calls) == 2 and calls[0] != calls[1]
+        assert calls.total == 2 and calls.pushes == 1
         for _ in range(4):
             await gw.handle("chat/completions", chat(max_tokens=10), None, bearer(key))
         with pytest.raises(GatewayError) as e:
@@ -138,6 +120,7 @@ def test_redis_admits_and_settles_in_one_script_call_each(sqlite_store: Store) -
         assert e.value.status == 429 and "requests per minute limit of key:" in e.value.message
         assert int(e.value.headers()["retry-after"]) >= 1
         await tenancy.aclose()
+        await calls.aclose()
 
     try:
         asyncio.run(scenario())

@@ -31,10 +31,9 @@ import time
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import redis.asyncio as aioredis
-from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from slipstream.store.records import utcnow
@@ -59,16 +58,14 @@ from slipstream.tenancy.shared.leases import Leases
 from slipstream.tenancy.shared.push import Pusher
 from slipstream.tenancy.shared.records import RateAsk
 from slipstream.tenancy.shared.replies import Granted, parse_admit
+from slipstream.tenancy.shared.runner import runner_for
 from slipstream.tenancy.shared.scripts import (
     ADMIT,
     BUDGET_PREFIX,
     PARALLEL_TTL_S,
-    PUSH,
     SEED,
     admit_call,
-    lua,
 )
-from slipstream.tenancy.shared.wire import RedisWire
 
 LEASE_TTL_S = 30.0  # leased slots of a replica that stopped refreshing them are swept after
 
@@ -99,20 +96,14 @@ class RedisAdmission:
         self.guard = guard or RedisGuard()
         # While Redis is unreachable (budgets seeded like Redis).
         self.fallback = LocalAdmission(MemoryLimiter(), MemoryBudgets(now))
-        self._admit = client.register_script(lua(ADMIT))
-        self._seed = client.register_script(lua(SEED))
-        # Our own pipelined connection for the scripts (wire.py: ~4x less client CPU
-        # per call than redis-py; `aclose` closes it); None for connections only redis-py
-        # speaks (e.g. TLS).
-        self.wire = RedisWire.for_client(client)
+        # How the scripts reach `client`'s server (runner.py); `aclose` closes it.
+        self.runner = runner_for(client)
         self.leases = Leases()
         self.lease_ttl_s = lease_ttl_s
         self.prefix = f"lease:{uuid.uuid4().hex[:12]}:"  # this replica's slot members
         self.pusher = Pusher(
             self.leases,
-            client.register_script(lua(PUSH)),
-            self.wire,
-            self._run,
+            self.runner,
             self.guard,
             self.fallback.budgets,
             self.prefix,
@@ -140,14 +131,6 @@ class RedisAdmission:
     @report_crossings.setter
     def report_crossings(self, value: bool) -> None:
         self.pusher.report_crossings = value
-
-    async def _run(
-        self, script: AsyncScript, keys: Sequence[str], args: Sequence[int | str]
-    ) -> Any:
-        if self.wire is not None:
-            text = cast(str, script.script)  # ours: always str
-            return await self.wire.evalsha(script.sha, text, keys, args)
-        return await script(keys=keys, args=args)
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)
@@ -263,11 +246,11 @@ class RedisAdmission:
         keys, args = admit_call(
             scopes, tokens, request_id, named, worst, asks, self.prefix, self.lease_ttl_s
         )
-        pushing = self.pusher.now()  # settled before this call: Redis must see it first
-        if pushing is not None and self.wire is None:
-            await pushing  # redis-py's pool does not keep the order of calls
+        pushing = self.pusher.ahead()  # settled before this call: Redis must see it first
+        if pushing is not None:
+            await pushing  # the runner could not queue it ahead of this call
         try:
-            reply = parse_admit(await self._run(self._admit, keys, args), len(scopes))
+            reply = parse_admit(await self.runner.run(ADMIT, keys, args), len(scopes))
         except BaseException:
             self._grant(scopes, named, asks, None, time.monotonic())
             raise
@@ -312,7 +295,7 @@ class RedisAdmission:
             scopes, tokens, "", named, worst, asks, self.prefix, self.lease_ttl_s
         )
         try:
-            reply = parse_admit(await self._run(self._admit, keys, args), len(scopes))
+            reply = parse_admit(await self.runner.run(ADMIT, keys, args), len(scopes))
         except (RedisError, OSError) as e:
             self._grant(scopes, named, asks, None, time.monotonic())
             self.guard.failed("lease top-up", e)
@@ -387,15 +370,14 @@ class RedisAdmission:
         pushing = self.pusher.now()
         if pushing is not None:
             await pushing
-        if self.wire is not None:
-            await self.wire.aclose()
+        await self.runner.aclose()
 
     async def seed(self, scope: BudgetScope, spent_micro: int) -> None:
         await self.fallback.seed(scope, spent_micro)
         if self.guard.usable():
             key = BUDGET_PREFIX + bucket_name(scope, self.now())
             try:
-                await self._run(self._seed, [key], [spent_micro])
+                await self.runner.run(SEED, [key], [spent_micro])
             except (RedisError, OSError) as e:
                 self.guard.failed("budget seeding", e)
 

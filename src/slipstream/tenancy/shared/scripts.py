@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 from slipstream.tenancy.admission import BudgetScope, Scope
 from slipstream.tenancy.shared.records import BookPush, RateAsk, RatePush
+from slipstream.tenancy.shared.runner import Script
 
 PARALLEL_TTL_S = 900
 BUDGET_TTL_S = 3024000
@@ -58,7 +59,7 @@ local function fmt(l) return string.format('%.17g %.17g', l, now) end
 # granted} + per budget {spent, micro-dollars granted}: admitted, everything taken; or
 # {0, index, why, wait, rpm left, tpm left, spent}: refused, nothing taken, by rate scope
 # `index` (why 1 rpm, 2 tpm, 3 concurrency; `wait` seconds) or budget `index` (why 4).
-ADMIT = (
+ADMIT_LUA = (
     PRELUDE
     + """
 local tokens = tonumber(ARGV[1])
@@ -166,7 +167,7 @@ return out
 # members [from, to) to remove, members 0 .. refresh-1 to keep alive, the number of request
 # ids whose slots to free and those ids; then per budget the spend and the change of
 # `reserved`. Returns each budget's spend after the push.
-PUSH = (
+PUSH_LUA = (
     PRELUDE
     + """
 local n = tonumber(ARGV[1])
@@ -214,7 +215,7 @@ return out
 """
 )
 
-SEED = """
+SEED_LUA = """
 local spent = tonumber(redis.call('HGET', KEYS[1], 'spent')) or 0
 if tonumber(ARGV[1]) > spent then redis.call('HSET', KEYS[1], 'spent', ARGV[1]) end
 redis.call('EXPIRE', KEYS[1], __BUDGET_TTL__)
@@ -227,6 +228,11 @@ def lua(script: str) -> str:
     return script.replace("__TTL__", str(PARALLEL_TTL_S)).replace(
         "__BUDGET_TTL__", str(BUDGET_TTL_S)
     )
+
+
+ADMIT = Script(lua(ADMIT_LUA))
+PUSH = Script(lua(PUSH_LUA))
+SEED = Script(lua(SEED_LUA))
 
 
 # -- the KEYS and ARGV of a call, as laid out above each script ----------------------------
