@@ -1,4 +1,4 @@
-"""Helpers of the lease tests (test_leases.py, test_lease_push.py): counting script calls,
+"""Helpers of the lease tests (test_leases.py, test_lease_push.py): running without I/O,
 scopes far from their limits, and reading the shared buckets and books back from Redis."""
 
 from __future__ import annotations
@@ -7,46 +7,10 @@ from typing import Any
 
 import redis as sync_redis
 
-from slipstream.tenancy.admission import Admitted
-from slipstream.tenancy.budgets import BudgetPlan, BudgetScope, Reservation
-from slipstream.tenancy.ratelimit import Scope
-from slipstream.tenancy.redis_admission import RedisAdmission
-from slipstream.tenancy.redis_scripts import BUDGET_PREFIX, RATE_PREFIX
+from slipstream.tenancy.admission import Admitted, BudgetPlan, BudgetScope, Reservation, Scope
+from slipstream.tenancy.shared.scripts import BUDGET_PREFIX, RATE_PREFIX
 
 BIG = 10**9
-
-
-class Calls:
-    """Counts the script calls of one RedisAdmission: admissions (take 1), lease top-ups
-    (take 0) and pushes."""
-
-    def __init__(self, adm: RedisAdmission) -> None:
-        assert adm.wire is not None
-        wire = adm.wire
-        self.admits = self.top_ups = self.pushes = 0
-        evalsha, submit = wire.evalsha, wire.submit
-        admit_sha = adm._admit.sha
-
-        async def counted(sha: str, script: str, keys: Any, args: Any, lazy: bool = False) -> Any:
-            if sha == admit_sha:
-                if args[4] == 1:
-                    self.admits += 1
-                else:
-                    self.top_ups += 1
-            else:
-                self.pushes += 1
-            return await evalsha(sha, script, keys, args, lazy)
-
-        def submitted(sha: str, keys: Any, args: Any) -> Any:
-            self.pushes += 1
-            return submit(sha, keys, args)
-
-        wire.evalsha = counted  # type: ignore[method-assign]
-        wire.submit = submitted  # type: ignore[method-assign]
-
-    @property
-    def total(self) -> int:
-        return self.admits + self.top_ups + self.pushes
 
 
 def at_once(coro: Any) -> Any:

@@ -5,7 +5,6 @@ one to settle, whatever the number of scopes."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 import redis as sync_redis
@@ -13,13 +12,20 @@ from tests.gateway.fakes import Fleet, chat
 
 from slipstream.gateway import GatewayError
 from slipstream.store import Limits, Store
-from slipstream.tenancy.admission import Admission, LocalAdmission
-from slipstream.tenancy.budgets import BudgetPlan, BudgetScope, Refusal, Reservation
-from slipstream.tenancy.ratelimit import Scope
-from slipstream.tenancy.redis_admission import RedisAdmission
+from slipstream.tenancy.admission import (
+    Admission,
+    BudgetPlan,
+    BudgetScope,
+    Refusal,
+    Reservation,
+    Scope,
+)
+from slipstream.tenancy.local import LocalAdmission
 from slipstream.tenancy.runtime import Tenancy
+from slipstream.tenancy.shared.admission import RedisAdmission
 
 from .conftest import MASTER, REDIS_URL, bearer, redis_client
+from .script_calls import ScriptCalls
 
 PER_TOKEN = {"input_per_mtok": 1000, "output_per_mtok": 1000}  # 1000 micro-dollars per token
 
@@ -93,38 +99,20 @@ def test_redis_admits_and_settles_in_one_script_call_each(sqlite_store: Store) -
     config = parse_config(
         {"models": [{"name": "chat", "deployments": [dep], "limits": {"rpm": 1000}}]}
     )
-    calls: list[str] = []
 
     async def scenario() -> None:
-        client = redis_client()
-        tenancy = Tenancy(sqlite_store, master_key=MASTER, redis=client)
+        calls = await ScriptCalls.start()
+        tenancy = Tenancy(sqlite_store, master_key=MASTER, redis=calls.client())
         await tenancy.start()
-        wire = getattr(tenancy.admission, "wire", None)
-        assert wire is not None  # a plain redis:// URL: our own pipelined connection
-        call = wire.call
-
-        async def counted(command: bytes, lazy: bool = False) -> Any:
-            calls.append(command.split(b"\r\n")[4].decode())  # the script's sha
-            return await call(command, lazy)
-
-        submit = wire.submit
-
-        def submitted(sha: str, keys: Any, args: Any) -> Any:
-            calls.append(sha)  # a push of settlements, queued ahead of later calls
-            return submit(sha, keys, args)
-
-        wire.call = counted  # type: ignore[method-assign]
-        wire.submit = submitted  # type: ignore[method-assign]
         gw = Gateway(config, Fleet().factory, features=[tenancy])
-        calls.clear()
         await gw.handle("chat/completions", chat(max_tokens=10), None, bearer(key))
-        assert len(calls) == 1  # admitted: one script call (settling runs after the answer)
+        assert calls.total == calls.admits == 1  # one script call (settling runs after)
         await asyncio.gather(*tenancy._settling)
         for _ in range(100):  # without alerts the settlement is pushed by a timer (PUSH_S)
-            if len(calls) == 2:
+            if calls.pushes:
                 break
             await asyncio.sleep(0.01)
-        assert len(calls) == 2 and calls[0] != calls[1]
+        assert calls.total == 2 and calls.pushes == 1
         for _ in range(4):
             await gw.handle("chat/completions", chat(max_tokens=10), None, bearer(key))
         with pytest.raises(GatewayError) as e:
@@ -132,6 +120,7 @@ def test_redis_admits_and_settles_in_one_script_call_each(sqlite_store: Store) -
         assert e.value.status == 429 and "requests per minute limit of key:" in e.value.message
         assert int(e.value.headers()["retry-after"]) >= 1
         await tenancy.aclose()
+        await calls.aclose()
 
     try:
         asyncio.run(scenario())
@@ -149,7 +138,7 @@ def test_redis_books_keep_their_ttls_and_stale_slots_are_swept_at_the_cap(redis_
     """Both token buckets of a scope live in one key that expires after two idle windows; a
     budget book gets its TTL when it is created; concurrency slots left by a replica that died
     (older than PARALLEL_TTL_S) stop counting when the scope reaches its cap."""
-    from slipstream.tenancy.redis_scripts import BUDGET_PREFIX, PARALLEL_TTL_S, RATE_PREFIX
+    from slipstream.tenancy.shared.scripts import BUDGET_PREFIX, PARALLEL_TTL_S, RATE_PREFIX
 
     name = f"key:{redis_ns}"
     rate = [Scope(name, rpm=10, tpm=1000, max_parallel=1)]
@@ -190,7 +179,7 @@ def test_redis_books_keep_their_ttls_and_stale_slots_are_swept_at_the_cap(redis_
 
 def a_book(r: sync_redis.Redis, scope: str) -> str:
     """The one budget book of `scope` (its name ends in the window's start)."""
-    from slipstream.tenancy.redis_scripts import BUDGET_PREFIX
+    from slipstream.tenancy.shared.scripts import BUDGET_PREFIX
 
     (key,) = list(r.scan_iter(f"{BUDGET_PREFIX}{scope}:*"))
     return key.decode()[len(BUDGET_PREFIX) :]

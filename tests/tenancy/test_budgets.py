@@ -18,7 +18,10 @@ from tests.gateway.fakes import Fleet, Step, chat
 from slipstream.config.schema import TenancyConfig
 from slipstream.gateway import Gateway, GatewayError
 from slipstream.store import Limits, Store
-from slipstream.tenancy.budgets import BudgetScope, MemoryBudgets, Refusal, window_end
+from slipstream.tenancy.admission import BudgetPlan, BudgetScope, Refusal, Reservation
+from slipstream.tenancy.books import window_end
+from slipstream.tenancy.local import LocalAdmission
+from slipstream.tenancy.local.budgets import MemoryBudgets
 from slipstream.tenancy.runtime import Tenancy
 
 from .conftest import MASTER, REDIS_URL, bearer, redis_client, tenant_gateway
@@ -99,20 +102,24 @@ def test_a_burst_cannot_overrun_a_budget_by_more_than_one_worst_case(
 def test_budget_windows_and_team_and_org_scopes() -> None:
     now = dt.datetime(2026, 1, 31, 23, 0, tzinfo=dt.UTC)
     book = MemoryBudgets(now=lambda: now)
+    adm = LocalAdmission(budgets=book)
     scopes = [BudgetScope("key:k", 100, "monthly"), BudgetScope("org:o", 50, "daily")]
+
+    async def reserve(worst: int) -> Reservation | Refusal | None:
+        return (await adm.admit([], 0, "r", BudgetPlan(scopes, worst))).budget
 
     async def scenario() -> None:
         nonlocal now
-        r = await book.reserve(scopes, 30)
-        assert not isinstance(r, Refusal)
-        await book.settle(r, 60)
-        refused = await book.reserve(scopes, 1)
+        r = await reserve(30)
+        assert isinstance(r, Reservation)
+        await adm.settle([], 0, 0, "r", r, 60)
+        refused = await reserve(1)
         assert isinstance(refused, Refusal) and refused.scope.name == "org:o"
         assert refused.reset_at == dt.datetime(2026, 2, 1, tzinfo=dt.UTC)
         now = dt.datetime(2026, 2, 1, 0, 1, tzinfo=dt.UTC)  # new day and new month
-        assert not isinstance(await book.reserve(scopes, 1), Refusal)
+        assert isinstance(await reserve(1), Reservation)
         now = dt.datetime(2026, 3, 5, tzinfo=dt.UTC)
-        book.prune()  # books of windows that started over 32 days ago are gone
+        adm.prune()  # books of windows that started over 32 days ago are gone
         assert book.spent == {}
         assert sorted(book.reserved) == ["key:k:2026-02-01", "org:o:2026-02-01"]
 
@@ -230,8 +237,8 @@ def test_streams_reserve_and_settle_like_other_requests(sqlite_store: Store) -> 
 
 
 def test_two_replicas_send_each_alert_once(redis_ns: str) -> None:
+    from slipstream.tenancy.admission import Crossing
     from slipstream.tenancy.alerts import BudgetAlerts
-    from slipstream.tenancy.budgets import Crossing
 
     hook = Receiver()
     scope = BudgetScope(f"key:{redis_ns}", 1000, "daily")

@@ -9,15 +9,15 @@ import time
 
 import redis as sync_redis
 
-from slipstream.tenancy.budgets import Reservation
-from slipstream.tenancy.leases import IDLE_S
-from slipstream.tenancy.ratelimit import Scope
-from slipstream.tenancy.redis_admission import RedisAdmission
-from slipstream.tenancy.redis_push import PUSH_S
-from slipstream.tenancy.redis_scripts import RATE_PREFIX
+from slipstream.tenancy.admission import Reservation, Scope
+from slipstream.tenancy.shared.admission import RedisAdmission
+from slipstream.tenancy.shared.push import PUSH_S
+from slipstream.tenancy.shared.records import IDLE_S
+from slipstream.tenancy.shared.scripts import RATE_PREFIX
 
 from .conftest import redis_client
-from .leasing import BIG, Calls, at_once, big_scopes, book, level, reserved
+from .leasing import BIG, at_once, big_scopes, book, level, reserved
+from .script_calls import ScriptCalls
 
 
 def test_covered_requests_make_no_redis_call_and_settlements_share_one_push(
@@ -26,9 +26,9 @@ def test_covered_requests_make_no_redis_call_and_settlements_share_one_push(
     scopes, plan = big_scopes(redis_ns)
 
     async def scenario() -> None:
-        client = redis_client()
+        calls = await ScriptCalls.start()
+        client = calls.client()
         adm = RedisAdmission(client)
-        calls = Calls(adm)
         first = await adm.admit(scopes, 100, "r0", plan)
         assert first.limits.allowed and calls.admits == 1
         admitted = [first]
@@ -46,6 +46,7 @@ def test_covered_requests_make_no_redis_call_and_settlements_share_one_push(
         assert spans == [(7 * i, 7 * i + 7) for i in range(30)]  # exact, back to back
         await adm.aclose()
         await client.aclose()
+        await calls.aclose()
 
     asyncio.run(scenario())
 
@@ -108,9 +109,9 @@ def test_32_concurrent_requests_make_far_fewer_than_two_calls_each(redis_ns: str
     scopes, plan = big_scopes(redis_ns)
 
     async def scenario() -> tuple[int, int]:
-        client = redis_client()
+        calls = await ScriptCalls.start()
+        client = calls.client()
         adm = RedisAdmission(client)
-        calls = Calls(adm)
         done = 0
 
         async def worker(w: int) -> None:
@@ -125,6 +126,7 @@ def test_32_concurrent_requests_make_far_fewer_than_two_calls_each(redis_ns: str
         await asyncio.gather(*(worker(w) for w in range(32)))
         await adm.aclose()
         await client.aclose()
+        await calls.aclose()
         return calls.total, done
 
     total, done = asyncio.run(scenario())
@@ -169,10 +171,10 @@ def test_without_crossings_to_report_a_settle_does_not_wait_for_its_push(
     key = scopes[0].name
 
     async def scenario() -> None:
-        client = redis_client()
+        calls = await ScriptCalls.start()
+        client = calls.client()
         adm = RedisAdmission(client)
         adm.report_crossings = False  # no budget alerts configured
-        calls = Calls(adm)
         warm = await adm.admit(scopes, 100, "warm", plan)
         assert await adm.settle(scopes, 100, 50, "warm", reserved(warm), 0) == []
         for i in range(5):
@@ -186,6 +188,7 @@ def test_without_crossings_to_report_a_settle_does_not_wait_for_its_push(
         assert time.monotonic() - t0 < 0.05 and calls.pushes == 1  # one push, in the bound
         await adm.aclose()
         await client.aclose()
+        await calls.aclose()
 
     asyncio.run(scenario())
     assert book(r, key) == {b"spent": b"15", b"reserved": b"0"}

@@ -11,14 +11,15 @@ from typing import cast
 
 import redis as sync_redis
 
-from slipstream.tenancy.budgets import BudgetPlan, BudgetScope, Reservation
-from slipstream.tenancy.leases import Leases, RateLease, hold
-from slipstream.tenancy.ratelimit import Scope
-from slipstream.tenancy.redis_admission import RedisAdmission
-from slipstream.tenancy.redis_scripts import RATE_PREFIX
+from slipstream.tenancy.admission import BudgetPlan, BudgetScope, Reservation, Scope
+from slipstream.tenancy.shared.admission import RedisAdmission
+from slipstream.tenancy.shared.leases import Leases
+from slipstream.tenancy.shared.records import RateLease, hold
+from slipstream.tenancy.shared.scripts import RATE_PREFIX
 
 from .conftest import redis_client
-from .leasing import BIG, Calls, at_once, big_scopes, book, level, reserved
+from .leasing import BIG, at_once, big_scopes, book, level, reserved
+from .script_calls import ScriptCalls
 
 
 def test_small_limits_are_never_leased() -> None:
@@ -41,9 +42,9 @@ def test_near_the_limit_nothing_is_leased_and_every_request_asks_redis(
         return t0
 
     async def scenario() -> None:
-        client = redis_client()
+        calls = await ScriptCalls.start()
+        client = calls.client()
         adm = RedisAdmission(client)
-        calls = Calls(adm)
         set_level(16001)
         a = await adm.admit(scopes, 1, "r0", None)  # 16000 left: still leased
         assert a.limits.allowed and adm.leases.rate[name].requests == 64
@@ -57,6 +58,7 @@ def test_near_the_limit_nothing_is_leased_and_every_request_asks_redis(
         assert 15000 - 5 <= level(r, name)[0] <= 15000 - 5 + refilled  # only the requests
         await adm.aclose()
         await client.aclose()
+        await calls.aclose()
 
     asyncio.run(scenario())
 
@@ -68,9 +70,9 @@ def test_a_lease_taken_under_old_limits_is_not_spent_under_new_ones(
     key = scopes[0].name
 
     async def scenario() -> None:
-        client = redis_client()
+        calls = await ScriptCalls.start()
+        client = calls.client()
         adm = RedisAdmission(client)
-        calls = Calls(adm)
         await adm.admit(scopes, 100, "r0", plan)
         assert adm.leases.rate[key].requests == 64 and calls.admits == 1
         lowered = [Scope(key, rpm=640, tpm=BIG, max_parallel=BIG), scopes[1]]
@@ -81,6 +83,7 @@ def test_a_lease_taken_under_old_limits_is_not_spent_under_new_ones(
         assert int(book(r, key)[b"reserved"]) == 10 + 10 + hold(10**6, 10)  # old lease back
         await adm.aclose()
         await client.aclose()
+        await calls.aclose()
 
     asyncio.run(scenario())
 
@@ -138,9 +141,9 @@ def test_covered_requests_see_limits_changed_through_another_list(
     scopes = [Scope(f"key:{redis_ns}", BIG, BIG, BIG), Scope(team, BIG, BIG)]
 
     async def scenario() -> None:
-        client = redis_client()
+        calls = await ScriptCalls.start()
+        client = calls.client()
         adm = RedisAdmission(client)
-        calls = Calls(adm)
         a0 = await adm.admit(scopes, 100, "r0", plan)
         a1 = at_once(adm.admit(scopes, 100, "r1", plan))
         other = [Scope(f"key:{redis_ns}2", BIG, BIG, BIG), Scope(team, rpm=640, tpm=BIG)]
@@ -153,6 +156,7 @@ def test_covered_requests_see_limits_changed_through_another_list(
             assert crossing.spent_micro - crossing.before_micro == 5
         await adm.aclose()
         await client.aclose()
+        await calls.aclose()
 
     asyncio.run(scenario())
     assert book(r, scopes[0].name) == {b"spent": b"15", b"reserved": b"0"}
@@ -166,9 +170,9 @@ def test_book_names_turn_with_the_day_under_cached_covers(redis_ns: str) -> None
     clock = [dt.datetime(2030, 1, 1, 23, 59, 59, 900000, tzinfo=dt.UTC)]
 
     async def scenario() -> None:
-        client = redis_client()
+        calls = await ScriptCalls.start()
+        client = calls.client()
         adm = RedisAdmission(client, now=lambda: clock[0])
-        calls = Calls(adm)
         a = await adm.admit(scopes, 100, "r0", plan)
         b = at_once(adm.admit(scopes, 100, "r1", plan))  # covered: the same day's book
         assert reserved(a).scopes[0][1] == reserved(b).scopes[0][1] == f"key:{redis_ns}:2030-01-01"
@@ -179,6 +183,7 @@ def test_book_names_turn_with_the_day_under_cached_covers(redis_ns: str) -> None
             await adm.settle(scopes, 100, 100, rid, reserved(x), 5)
         await adm.aclose()
         await client.aclose()
+        await calls.aclose()
 
     asyncio.run(scenario())
 
@@ -187,7 +192,7 @@ def test_cover_headers_are_the_lease_headers() -> None:
     leases = Leases()
     for scope in (Scope("k", rpm=1000, tpm=50_000), Scope("k", rpm=100), Scope("k", tpm=7)):
         lease = leases.rate["k"] = RateLease(scope)
-        cover = leases.cover([scope], None, [])
+        cover = leases.cover([scope], [])
         assert cover is not None
         for seen, held, now in ((0.0, 0, 0.0), (10.5, 3, 1.0), (-50.0, 64, 2.0), (1e9, 64, 3.0)):
             lease.level_requests = lease.level_tokens = seen

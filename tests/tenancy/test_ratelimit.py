@@ -10,9 +10,11 @@ from tests.gateway.fakes import Fleet, Step, chat
 
 from slipstream.gateway import GatewayError
 from slipstream.store import Limits, Store
-from slipstream.tenancy.ratelimit import MemoryLimiter, Scope
-from slipstream.tenancy.redis_ratelimit import RedisLimiter
+from slipstream.tenancy.admission import Decision, Scope
+from slipstream.tenancy.local import LocalAdmission
+from slipstream.tenancy.local.ratelimit import MemoryLimiter
 from slipstream.tenancy.runtime import Tenancy
+from slipstream.tenancy.shared import RedisAdmission
 
 from .conftest import MASTER, bearer, redis_client, tenant_gateway
 
@@ -27,41 +29,44 @@ class Now:
 
 def test_memory_buckets_refill_and_refuse_without_consuming() -> None:
     now = Now()
-    lim = MemoryLimiter(now)
+    adm = LocalAdmission(MemoryLimiter(now))
     s = [Scope("key:a", rpm=60, tpm=1000)]
+
+    async def acquire(tokens: int) -> Decision:
+        return (await adm.admit(s, tokens, "r", None)).limits
 
     async def scenario() -> None:
         for _ in range(60):
-            assert (await lim.acquire(s, 10, "r")).allowed
-        d = await lim.acquire(s, 10, "r")
+            assert (await acquire(10)).allowed
+        d = await acquire(10)
         assert not d.allowed and "requests per minute" in d.reason
         assert d.retry_after_s == pytest.approx(1.0, rel=0.01)  # 1 request per second refill
         assert d.headers["x-ratelimit-remaining-requests"] == "0"
         assert d.headers["x-ratelimit-remaining-tokens"] == "400"  # the refusal took nothing
         now.t += 1.0
-        assert (await lim.acquire(s, 10, "r")).allowed
+        assert (await acquire(10)).allowed
         # tokens: estimate 390 now, corrected to 10 on settle → 380 refunded
         now.t += 60
-        assert (await lim.acquire(s, 990, "r")).allowed
-        assert not (await lim.acquire(s, 20, "r")).allowed
-        await lim.settle(s, 990, 10, "r")
-        d = await lim.acquire(s, 900, "r")
+        assert (await acquire(990)).allowed
+        assert not (await acquire(20)).allowed
+        await adm.settle(s, 990, 10, "r", None, 0)
+        d = await acquire(900)
         assert d.allowed, d.reason
 
     asyncio.run(scenario())
 
 
 def test_max_parallel_is_released_on_settle() -> None:
-    lim = MemoryLimiter(Now())
+    adm = LocalAdmission(MemoryLimiter(Now()))
     s = [Scope("key:p", max_parallel=2), Scope("team:t", rpm=100)]
 
     async def scenario() -> None:
-        assert (await lim.acquire(s, 1, "1")).allowed
-        assert (await lim.acquire(s, 1, "2")).allowed
-        d = await lim.acquire(s, 1, "3")
+        assert (await adm.admit(s, 1, "1", None)).limits.allowed
+        assert (await adm.admit(s, 1, "2", None)).limits.allowed
+        d = (await adm.admit(s, 1, "3", None)).limits
         assert not d.allowed and "concurrent" in d.reason
-        await lim.settle(s, 1, 1, "1")
-        assert (await lim.acquire(s, 1, "4")).allowed
+        await adm.settle(s, 1, 1, "1", None, 0)
+        assert (await adm.admit(s, 1, "4", None)).limits.allowed
 
     asyncio.run(scenario())
 
@@ -124,18 +129,19 @@ def test_concurrency_slot_is_returned_after_a_stream_ends(sqlite_store: Store) -
 
 @pytest.mark.parametrize("limit", [20, 37])
 def test_two_replicas_sharing_redis_admit_the_limit(redis_ns: str, limit: int) -> None:
-    """N=120 concurrent acquisitions from two independent limiters against one rpm limit."""
+    """N=120 concurrent admissions by two replicas' admissions against one rpm limit."""
 
     async def scenario() -> int:
         a, b = redis_client(), redis_client()
-        la, lb = RedisLimiter(a), RedisLimiter(b)
+        la, lb = RedisAdmission(a), RedisAdmission(b)
         scope = [Scope(f"key:{redis_ns}", rpm=limit, tpm=limit * 100, max_parallel=None)]
         results = await asyncio.gather(
-            *((la if i % 2 else lb).acquire(scope, 50, f"r{i}") for i in range(120))
+            *((la if i % 2 else lb).admit(scope, 50, f"r{i}", None) for i in range(120))
         )
-        await a.aclose()
-        await b.aclose()
-        return sum(d.allowed for d in results)
+        for adm, client in ((la, a), (lb, b)):
+            await adm.aclose()
+            await client.aclose()
+        return sum(x.limits.allowed for x in results)
 
     admitted = asyncio.run(scenario())
     assert limit - 1 <= admitted <= limit + 1
@@ -144,20 +150,21 @@ def test_two_replicas_sharing_redis_admit_the_limit(redis_ns: str, limit: int) -
 def test_redis_parallel_and_token_correction(redis_ns: str) -> None:
     async def scenario() -> None:
         a, b = redis_client(), redis_client()
-        la, lb = RedisLimiter(a), RedisLimiter(b)
+        la, lb = RedisAdmission(a), RedisAdmission(b)
         s = [Scope(f"key:{redis_ns}", tpm=1000, max_parallel=2)]
-        assert (await la.acquire(s, 600, "r1")).allowed
-        d = await lb.acquire(s, 600, "r2")
+        assert (await la.admit(s, 600, "r1", None)).limits.allowed
+        d = (await lb.admit(s, 600, "r2", None)).limits
         assert not d.allowed and "tokens per minute" in d.reason
-        await la.settle(s, 600, 100, "r1")  # real usage was 100: 500 refunded
-        assert (await lb.acquire(s, 600, "r2")).allowed
-        assert (await la.acquire(s, 1, "r3")).allowed  # 300 tokens left; r2, r3 in flight
-        d = await lb.acquire(s, 1, "r4")
+        await la.settle(s, 600, 100, "r1", None, 0)  # real usage was 100: 500 refunded
+        assert (await lb.admit(s, 600, "r2", None)).limits.allowed
+        assert (await la.admit(s, 1, "r3", None)).limits.allowed  # 300 left; r2, r3 in flight
+        d = (await lb.admit(s, 1, "r4", None)).limits
         assert not d.allowed and "concurrent" in d.reason
-        await lb.settle(s, 600, 600, "r2")  # r2 done: its slot frees on the other replica too
-        assert (await la.acquire(s, 1, "r5")).allowed
-        await a.aclose()
-        await b.aclose()
+        await lb.settle(s, 600, 600, "r2", None, 0)  # r2 done: its slot frees for both
+        assert (await la.admit(s, 1, "r5", None)).limits.allowed
+        for adm, client in ((la, a), (lb, b)):
+            await adm.aclose()
+            await client.aclose()
 
     asyncio.run(scenario())
 

@@ -13,10 +13,9 @@ import redis as sync_redis
 import redis.asyncio as aioredis
 import uvloop
 
-from slipstream.tenancy.budgets import BudgetPlan, BudgetScope, Reservation
-from slipstream.tenancy.ratelimit import Scope
-from slipstream.tenancy.redis_admission import RedisAdmission
-from slipstream.tenancy.redis_wire import RedisWire
+from slipstream.tenancy.admission import BudgetPlan, BudgetScope, Reservation, Scope
+from slipstream.tenancy.shared.admission import RedisAdmission
+from slipstream.tenancy.shared.wire import RedisWire
 
 from .conftest import REDIS_URL
 

@@ -15,7 +15,7 @@ import httpx
 import redis.asyncio as aioredis
 
 from slipstream.store.records import MICRO
-from slipstream.tenancy.budgets import Crossing
+from slipstream.tenancy.admission import Crossing
 
 logger = logging.getLogger("slipstream.tenancy.alerts")
 TIMEOUT_S = 5.0

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from importlib import resources
 
-from slipstream.config.schema import DeploymentConfig
+from slipstream.config.schema import DeploymentConfig, PricesConfig
 from slipstream.providers.base import Usage
 
 FREE_PROVIDERS = ("local",)
@@ -78,9 +78,9 @@ def _dec(v: float | None) -> Decimal | None:
 class PriceTable:
     """Config prices first, then the shipped dated defaults by upstream model name.
 
-    Every request asks twice (its worst case, then its cost), so each deployment's price is
-    resolved once, kept by what it depends on: the provider, the upstream model and the
-    configured prices.
+    Every request asks twice (its worst case, then its cost), so each price is resolved once
+    and kept by what it is resolved from: the deployment's provider, upstream model and
+    configured prices (frozen values; a reload with other prices makes another key).
     """
 
     def __init__(self, defaults: dict[str, Price] | None = None, effective_date: str = "") -> None:
@@ -88,17 +88,15 @@ class PriceTable:
             defaults, effective_date = load_defaults()
         self.defaults = defaults
         self.effective_date = effective_date
-        self._resolved: dict[tuple[str, str, float, float, float | None], Price] = {}
+        self._resolved: dict[tuple[str, str, PricesConfig], Price] = {}
 
     def for_deployment(self, dc: DeploymentConfig) -> Price:
-        p = dc.prices
-        key = (dc.provider, dc.model, p.input_per_mtok, p.output_per_mtok, p.cached_input_per_mtok)
-        hit = self._resolved.get(key)
-        if hit is not None:
-            return hit
-        if len(self._resolved) >= MAX_RESOLVED:  # reloads brought new prices: start over
-            self._resolved.clear()
-        price = self._resolved[key] = self._resolve(dc)
+        key = (dc.provider, dc.model, dc.prices)
+        price = self._resolved.get(key)
+        if price is None:
+            if len(self._resolved) >= MAX_RESOLVED:  # reloads brought other prices: start over
+                self._resolved.clear()
+            price = self._resolved[key] = self._resolve(dc)
         return price
 
     def _resolve(self, dc: DeploymentConfig) -> Price:

@@ -8,8 +8,7 @@ from typing import Any
 
 from slipstream.gateway.context import StateKey
 from slipstream.store.records import KeyRecord, OrgRecord, TeamRecord
-from slipstream.tenancy.budgets import Reservation
-from slipstream.tenancy.ratelimit import Scope
+from slipstream.tenancy.admission import Reservation, Scope
 
 CHARS_PER_TOKEN = 4
 TAGS_HEADER = "x-slipstream-tags"

@@ -22,13 +22,13 @@ from slipstream.config.schema import GatewayConfig, TenancyConfig
 from slipstream.gateway.stage import Stage
 from slipstream.store import Store
 from slipstream.store.records import WINDOWS, utcnow, window_start
-from slipstream.tenancy.admission import Admission, LocalAdmission
+from slipstream.tenancy.admission import Admission, BudgetScope
 from slipstream.tenancy.alerts import BudgetAlerts
-from slipstream.tenancy.budgets import BudgetScope
 from slipstream.tenancy.keycache import KeyCache
 from slipstream.tenancy.ledger import LedgerProcess, SpendWriter, process_supported
+from slipstream.tenancy.local import LocalAdmission
 from slipstream.tenancy.prices import PriceTable, unpriced
-from slipstream.tenancy.redis_admission import RedisAdmission
+from slipstream.tenancy.shared import RedisAdmission
 from slipstream.tenancy.stages import AuthStage, LimitsStage, SpendStage
 
 logger = logging.getLogger("slipstream.tenancy")

@@ -15,10 +15,9 @@ from typing import TYPE_CHECKING
 from slipstream.gateway.context import RequestContext
 from slipstream.gateway.stage import Phase
 from slipstream.store.records import Limits
-from slipstream.tenancy.budgets import BudgetPlan, BudgetScope
-from slipstream.tenancy.budgets import Refusal as BudgetRefusal
+from slipstream.tenancy.admission import BudgetPlan, BudgetScope, Scope
+from slipstream.tenancy.admission import Refusal as BudgetRefusal
 from slipstream.tenancy.prices import Price, PriceTable
-from slipstream.tenancy.ratelimit import Scope
 from slipstream.tenancy.refusals import too_many
 from slipstream.tenancy.request import TENANT, TenantRequest
 

@@ -2,7 +2,7 @@
 (settlements and returned leases, batched), seed (a budget book from the ledger).
 
 The layouts of their KEYS/ARGV are described above each script; `admit_call` and `push_call`
-at the end build them, `admit_grants` reads ADMIT's answer.
+at the end build them, and replies.py reads their answers into typed records.
 
 Data layout: a scope's requests/min and tokens/min buckets share one string key {level,
 stamp} x 2, refilled from Redis' own clock (no replica clock skew), that expires after two
@@ -16,11 +16,10 @@ when the book is created); `reserved` includes the leases.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
-from slipstream.tenancy.budgets import BudgetScope
-from slipstream.tenancy.lease_records import BookPush, RateAsk, RatePush
-from slipstream.tenancy.ratelimit import Scope
+from slipstream.tenancy.admission import BudgetScope, Scope
+from slipstream.tenancy.shared.records import BookPush, RateAsk, RatePush
+from slipstream.tenancy.shared.runner import Script
 
 PARALLEL_TTL_S = 900
 BUDGET_TTL_S = 3024000
@@ -60,7 +59,7 @@ local function fmt(l) return string.format('%.17g %.17g', l, now) end
 # granted} + per budget {spent, micro-dollars granted}: admitted, everything taken; or
 # {0, index, why, wait, rpm left, tpm left, spent}: refused, nothing taken, by rate scope
 # `index` (why 1 rpm, 2 tpm, 3 concurrency; `wait` seconds) or budget `index` (why 4).
-ADMIT = (
+ADMIT_LUA = (
     PRELUDE
     + """
 local tokens = tonumber(ARGV[1])
@@ -168,7 +167,7 @@ return out
 # members [from, to) to remove, members 0 .. refresh-1 to keep alive, the number of request
 # ids whose slots to free and those ids; then per budget the spend and the change of
 # `reserved`. Returns each budget's spend after the push.
-PUSH = (
+PUSH_LUA = (
     PRELUDE
     + """
 local n = tonumber(ARGV[1])
@@ -216,7 +215,7 @@ return out
 """
 )
 
-SEED = """
+SEED_LUA = """
 local spent = tonumber(redis.call('HGET', KEYS[1], 'spent')) or 0
 if tonumber(ARGV[1]) > spent then redis.call('HSET', KEYS[1], 'spent', ARGV[1]) end
 redis.call('EXPIRE', KEYS[1], __BUDGET_TTL__)
@@ -229,6 +228,11 @@ def lua(script: str) -> str:
     return script.replace("__TTL__", str(PARALLEL_TTL_S)).replace(
         "__BUDGET_TTL__", str(BUDGET_TTL_S)
     )
+
+
+ADMIT = Script(lua(ADMIT_LUA))
+PUSH = Script(lua(PUSH_LUA))
+SEED = Script(lua(SEED_LUA))
 
 
 # -- the KEYS and ARGV of a call, as laid out above each script ----------------------------
@@ -287,17 +291,3 @@ def push_call(
         keys.append(BUDGET_PREFIX + b.bucket)
         args += [b.spent, b.reserved]
     return keys, args
-
-
-def admit_grants(
-    reply: Sequence[Any], n: int
-) -> tuple[list[tuple[float, float, int, int, int]], list[int]]:
-    """What an admitting ADMIT call granted: per rate scope (requests left, tokens left,
-    requests, tokens and slots granted), per budget book the micro-dollars granted."""
-    rates = [
-        (float(reply[i]), float(reply[i + 1]), int(reply[i + 2]), int(reply[i + 3]),
-         int(reply[i + 4]))
-        for i in range(4, 4 + n * 5, 5)
-    ]  # fmt: skip
-    books = [int(reply[j]) for j in range(5 + n * 5, len(reply), 2)]
-    return rates, books

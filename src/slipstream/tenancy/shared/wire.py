@@ -24,13 +24,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 import hiredis
 import redis.asyncio as aioredis
 from redis.asyncio.connection import Connection, UnixDomainSocketConnection
 from redis.exceptions import ResponseError
+
+from slipstream.tenancy.shared.runner import Script
 
 DEFAULT_TIMEOUT_S = 5.0
 LAZY_S = 0.005  # how long a lazy command (a settlement) may wait to share a write
@@ -297,3 +299,41 @@ class RedisWire:
             with contextlib.suppress(RuntimeError):  # its loop is closed already
                 conn.flush()  # close() still sends what is buffered
                 conn.transport.close()
+
+
+class WireRunner:
+    """The `ScriptRunner` (runner.py) over one `RedisWire`: ordered (`submit` queues at once)."""
+
+    def __init__(self, wire: RedisWire) -> None:
+        self.wire = wire
+
+    @classmethod
+    def for_client(cls, client: aioredis.Redis) -> WireRunner | None:
+        wire = RedisWire.for_client(client)
+        return None if wire is None else cls(wire)
+
+    async def run(self, script: Script, keys: Sequence[str], args: Sequence[int | str]) -> Any:
+        return await self.wire.evalsha(script.sha, script.text, keys, args)
+
+    def submit(
+        self, script: Script, keys: Sequence[str], args: Sequence[int | str]
+    ) -> Awaitable[Any] | None:
+        sent = self.wire.submit(script.sha, keys, args)
+        return None if sent is None else self._answer(sent, script, keys, args)
+
+    async def _answer(
+        self,
+        sent: asyncio.Future[Any],
+        script: Script,
+        keys: Sequence[str],
+        args: Sequence[int | str],
+    ) -> Any:
+        try:
+            return await sent
+        except ResponseError as e:
+            if not str(e).startswith("NOSCRIPT"):
+                raise
+        return await self.run(script, keys, args)  # loads it, then sends it again
+
+    async def aclose(self) -> None:
+        await self.wire.aclose()

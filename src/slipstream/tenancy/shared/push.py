@@ -9,37 +9,35 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable
 from typing import Any
 
-from redis.commands.core import AsyncScript
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 
-from slipstream.tenancy.budgets import Crossing, MemoryBudgets, Reservation
-from slipstream.tenancy.leases import IDLE_S, BookPush, Leases, RatePush
-from slipstream.tenancy.redis_guard import RedisGuard
-from slipstream.tenancy.redis_scripts import push_call
-from slipstream.tenancy.redis_wire import RedisWire
+from slipstream.tenancy.admission import Crossing, Reservation
+from slipstream.tenancy.local.budgets import MemoryBudgets
+from slipstream.tenancy.shared.guard import RedisGuard
+from slipstream.tenancy.shared.leases import Leases
+from slipstream.tenancy.shared.records import IDLE_S, BookPush, RatePush
+from slipstream.tenancy.shared.replies import parse_push
+from slipstream.tenancy.shared.runner import ScriptRunner
+from slipstream.tenancy.shared.scripts import PUSH, push_call
 
 PUSH_S = 0.01  # settlements wait at most this long to share one push call
 KEEP_S = 0.25  # how often idle leases are looked for
-
-Run = Callable[[AsyncScript, Sequence[str], Sequence[int | str]], Awaitable[Any]]
 
 
 class Pusher:
     def __init__(
         self,
         leases: Leases,
-        script: AsyncScript,
-        wire: RedisWire | None,
-        run: Run,
+        runner: ScriptRunner,
         guard: RedisGuard,
         fallback: MemoryBudgets,
         prefix: str,
         lease_ttl_s: float,
     ) -> None:
-        self.leases, self.script, self.wire, self.run = leases, script, wire, run
+        self.leases, self.runner = leases, runner
         self.guard, self.fallback = guard, fallback
         self.prefix, self.lease_ttl_s = prefix, lease_ttl_s
         self.tasks: set[asyncio.Task[None]] = set()
@@ -99,48 +97,51 @@ class Pusher:
         ]
 
     def now(self) -> asyncio.Task[None] | None:
-        """Send everything settled or given back since the last push, in one script call,
-        ahead of any call made after this one."""
+        """Send everything settled or given back since the last push, in one script call
+        (queued ahead of any call made after this one where the runner can); the task that
+        waits for its answer, None if nothing was owed."""
+        task, _ = self._push()
+        return task
+
+    def ahead(self) -> asyncio.Task[None] | None:
+        """`now`, for a call that must come after it: the push's task if the runner could
+        not queue it ahead (wait for it before calling), else None."""
+        task, queued = self._push()
+        return None if queued else task
+
+    def _push(self) -> tuple[asyncio.Task[None] | None, bool]:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         if not self.leases.dirty():
-            return None
+            return None, True
         rate, books = self.leases.drain()
         batch, self._batch = self._batch, None
         keys, args = push_call(rate, books, self.prefix, self.lease_ttl_s)
-        sent = None
-        if self.wire is not None:
-            sent = self.wire.submit(self.script.sha, keys, args)
-        task = asyncio.get_running_loop().create_task(
-            self._answered(rate, books, batch, sent, keys, args)
-        )
+        sent = self.runner.submit(PUSH, keys, args)
+        if sent is None:
+            sent = self.runner.run(PUSH, keys, args)  # sent once the task runs
+            queued = False
+        else:
+            queued = True
+        task = asyncio.get_running_loop().create_task(self._answered(rate, books, batch, sent))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
-        return task
+        return task, queued
 
     async def _answered(
         self,
         rate: list[RatePush],
         books: list[BookPush],
         batch: asyncio.Future[dict[str, int]] | None,
-        sent: asyncio.Future[Any] | None,
-        keys: list[str],
-        args: list[int | str],
+        sent: Awaitable[Any],
     ) -> None:
         """Wait for a push's answer: each book's spend before it goes to the settlements
         waiting on `batch` (for their crossings)."""
         bases: dict[str, int] = {}
         try:
-            try:
-                after = await sent if sent is not None else None
-            except ResponseError as e:
-                if not str(e).startswith("NOSCRIPT"):
-                    raise
-                after = None
-            if after is None:
-                after = await self.run(self.script, keys, args)
-            bases = {b.bucket: int(a) - b.spent for b, a in zip(books, after, strict=True)}
+            spent = parse_push(await sent).spent_micro
+            bases = {b.bucket: a - b.spent for b, a in zip(books, spent, strict=True)}
         except (RedisError, OSError) as e:
             self.guard.failed("settle", e)
             book = self.fallback.spent  # the ledger has the spend too

@@ -1,37 +1,44 @@
-"""`Cover`: the leases one key's requests need, found once (see leases.py)."""
+"""`Cover`: the leases one key's requests need, found once (see leases.py), and the values
+covers are kept by."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import cast
 
-from slipstream.tenancy.budgets import BudgetScope
-from slipstream.tenancy.lease_records import BookLease, RateLease
-from slipstream.tenancy.ratelimit import Scope, rate_headers
+from slipstream.tenancy.admission import BudgetScope, Scope, rate_headers
+from slipstream.tenancy.shared.records import BookLease, RateLease
+
+
+def cover_key(
+    scopes: Sequence[Scope], budgets: Sequence[BudgetScope] | None
+) -> tuple[Scope | BudgetScope, ...]:
+    """What a request's cover is kept by: its rate and budget scopes, frozen values (names
+    and limits), so a refresh that changes a limit finds another cover. About 1 µs for a key,
+    a team and a model with two budgets (hashing five small dataclasses)."""
+    return tuple(scopes) if not budgets else (*scopes, *budgets)
 
 
 class Cover:
     """The leases that the requests of one list of rate scopes and one list of budget books
     need (`Leases.cover`), found once: a covered request is then admitted and settled with
-    no lookups. The limits stage shares one list of each among all requests of a key, so
-    covers are kept by the lists' identity (holding them). Current while the leases' `gen`
-    is unchanged."""
+    no lookups. Current while the leases' `gen` is unchanged (and for the UTC day of the
+    book names in `named`)."""
 
     __slots__ = (
-        "book_names", "books", "budgets", "gen", "head", "named", "par", "rate", "req",
-        "scopes", "shown", "tok",
+        "book_names", "books", "gen", "head", "named", "par", "rate", "req", "scopes", "shown",
+        "tok",
     )  # fmt: skip
 
     def __init__(
         self,
         scopes: Sequence[Scope],
-        budgets: Sequence[BudgetScope] | None,
         named: Sequence[tuple[BudgetScope, str]],
         gen: int,
         rate: list[RateLease],
         books: list[tuple[str, BookLease]],
     ) -> None:
-        self.scopes, self.budgets, self.named, self.gen = scopes, budgets, named, gen
+        self.scopes, self.named, self.gen = scopes, named, gen
         self.rate = tuple(rate)
         self.req = tuple(lease for s, lease in zip(scopes, rate, strict=True) if s.rpm is not None)
         self.tok = tuple(lease for s, lease in zip(scopes, rate, strict=True) if s.tpm is not None)

@@ -1,13 +1,13 @@
 """Leases: shared rate-limit and budget capacity that this replica took from Redis in advance,
 so that most requests are admitted without a round trip.
 
-A lease is taken atomically by the admission script (redis_admission.py) from the shared
+A lease is taken atomically by the admission script (admission.py) from the shared
 bucket, slot set or budget book, exactly like a request's own take, so spending it here can
 never admit more than the shared limit allows. A request is admitted from leases only when
 every one of its scopes and books is covered; otherwise the script decides (all or nothing,
 as without leases) and tops the leases up in the same call.
 
-Sizing (lease_records.py) keeps behaviour near a limit exact and stranded capacity small:
+Sizing (records.py) keeps behaviour near a limit exact and stranded capacity small:
 capacity stranded in other replicas' unused leases is at most `hold` per replica, and only
 until they use it or give it back after `IDLE_S`.
 
@@ -19,10 +19,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from slipstream.tenancy.budgets import BudgetScope, Reservation
-from slipstream.tenancy.lease_cover import Cover
-from slipstream.tenancy.lease_records import (
-    IDLE_S,
+from slipstream.tenancy.admission import BudgetScope, Reservation, Scope, rate_headers
+from slipstream.tenancy.shared.cover import Cover
+from slipstream.tenancy.shared.records import (
     BookLease,
     BookPush,
     RateAsk,
@@ -30,12 +29,7 @@ from slipstream.tenancy.lease_records import (
     RatePush,
     hold,
 )
-from slipstream.tenancy.ratelimit import Scope, rate_headers
-
-__all__ = [
-    "IDLE_S", "BookLease", "BookPush", "Cover", "Leases", "RateAsk", "RateLease", "RatePush",
-    "hold",
-]  # fmt: skip
+from slipstream.tenancy.shared.replies import Granted
 
 
 class Leases:
@@ -51,10 +45,7 @@ class Leases:
         self.gen = 0
 
     def cover(
-        self,
-        scopes: Sequence[Scope],
-        budgets: Sequence[BudgetScope] | None,
-        named: Sequence[tuple[BudgetScope, str]],
+        self, scopes: Sequence[Scope], named: Sequence[tuple[BudgetScope, str]]
     ) -> Cover | None:
         """The leases of these scopes and books, if this replica holds one for each under the
         same limits (else None: a request of theirs must ask Redis)."""
@@ -70,7 +61,7 @@ class Leases:
             if book is None or book.limit != bs.limit_micro:
                 return None
             books.append((b, book))
-        return Cover(scopes, budgets, named, self.gen, rate, books)
+        return Cover(scopes, named, self.gen, rate, books)
 
     def take(self, c: Cover, tokens: int, worst: int, now: float) -> bool | None:
         """Admit from the leases of `c` (current: `c.gen == gen`) if they cover every scope and
@@ -154,8 +145,7 @@ class Leases:
         scopes: Sequence[Scope],
         named: Sequence[tuple[BudgetScope, str]],
         asks: tuple[list[RateAsk], list[int]],
-        reply: Sequence[tuple[float, float, int, int, int]] | None,
-        books: Sequence[int] | None,
+        reply: Granted | None,
         now: float,
     ) -> None:
         """Apply what the script granted (per scope: levels left, requests, tokens, slots;
@@ -169,18 +159,19 @@ class Leases:
                 lease.slots_busy = False
             if reply is None:
                 continue
-            rl, tl, gr, gt, gp = reply[i]
-            lease.requests += gr
-            lease.tokens += gt
-            lease.slots += gp
-            lease.level_requests, lease.level_tokens, lease.seen_at = rl, tl, now
-            if gr or gt or gp:  # a lease only asked for, never spent here, still goes back
+            g = reply.rates[i]
+            lease.requests += g.requests
+            lease.tokens += g.tokens
+            lease.slots += g.slots
+            lease.level_requests, lease.level_tokens = g.requests_left, g.tokens_left
+            lease.seen_at = now
+            if g.requests or g.tokens or g.slots:  # a lease only asked for, never spent here
                 lease.used_at = now
         for j, ((bs, b), m) in enumerate(zip(named, book_asks, strict=True)):
             book = self._book(b, bs.limit_micro)
             book.asked -= m
-            if books is not None and books[j]:
-                book.micro += books[j]
+            if reply is not None and (micro := reply.books[j].micro):
+                book.micro += micro
                 book.used_at = now
 
     def headers(self, scope: Scope, now: float) -> dict[str, str]:

@@ -1,74 +1,17 @@
-"""Rate limits: requests/min and tokens/min token buckets, plus a concurrent-request cap.
+"""One replica's rate limits, in memory: both token buckets of a scope (requests/min and
+tokens/min, refilled together) and its running count, for `LocalAdmission`.
 
 A request asks every scope it belongs to (its key, its team) at once, and is admitted only if
 all have room: nothing is consumed from any scope on a refusal. Tokens are estimated on entry
-and corrected by `settle` once the real usage is known (the bucket may go into debt).
-`MemoryLimiter` serves one replica; `RedisAdmission` (redis_admission.py) does the same
-check-and-take, together with the budget reservation, in one Lua script so several replicas
-share one limit.
+and corrected by `give_back` once the real usage is known (the bucket may go into debt).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
 
-WINDOW_S = 60.0
-
-
-@dataclass(frozen=True)
-class Scope:
-    """One limited subject (e.g. "key:key_ab12") and its limits (None: unlimited)."""
-
-    name: str
-    rpm: int | None = None
-    tpm: int | None = None
-    max_parallel: int | None = None
-
-
-@dataclass(slots=True)
-class Decision:
-    allowed: bool
-    retry_after_s: float = 0.0
-    reason: str = ""  # which limit refused, for the 429 message
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-class Limiter(Protocol):
-    async def acquire(self, scopes: Sequence[Scope], tokens: int, request_id: str) -> Decision: ...
-
-    async def settle(
-        self, scopes: Sequence[Scope], estimated: int, actual: int, request_id: str
-    ) -> None: ...
-
-
-def rate_headers(
-    scope: Scope, req_left: float, tok_left: float, resets: bool = True
-) -> dict[str, str]:
-    """OpenAI's `x-ratelimit-*` headers for the scope that matters most (the key): limit and
-    remaining, and with `resets` the time until the bucket is full again.
-
-    `resets=False` (answered requests) leaves out the two `reset-*` headers, as LiteLLM's
-    proxy does: they matter once a limit is hit, where a 429 carries them with Retry-After,
-    and every response header costs the server ~1.5 µs of CPU (measured: the six of them
-    were a quarter of what keys, limits and spend cost per request).
-    """
-    h: dict[str, str] = {}
-    if (rpm := scope.rpm) is not None:
-        h["x-ratelimit-limit-requests"] = str(rpm)
-        h["x-ratelimit-remaining-requests"] = str(int(req_left)) if req_left > 0 else "0"
-        if resets:
-            wait = (rpm - req_left) * WINDOW_S / rpm if rpm else 0.0
-            h["x-ratelimit-reset-requests"] = f"{max(wait, 0.0):.3f}s"
-    if (tpm := scope.tpm) is not None:
-        h["x-ratelimit-limit-tokens"] = str(tpm)
-        h["x-ratelimit-remaining-tokens"] = str(int(tok_left)) if tok_left > 0 else "0"
-        if resets:
-            wait = (tpm - tok_left) * WINDOW_S / tpm if tpm else 0.0
-            h["x-ratelimit-reset-tokens"] = f"{max(wait, 0.0):.3f}s"
-    return h
+from slipstream.tenancy.admission import WINDOW_S, Decision, Scope, rate_headers
 
 
 class _ScopeState:
@@ -115,11 +58,8 @@ class MemoryLimiter:
             st.refill(now)
         return st
 
-    async def acquire(self, scopes: Sequence[Scope], tokens: int, request_id: str) -> Decision:
-        return self.take(scopes, tokens)
-
     def take(self, scopes: Sequence[Scope], tokens: int) -> Decision:
-        """`acquire` without the coroutine (LocalAdmission calls it on every request)."""
+        """Admit a request of `tokens` (estimated) into every scope, or refuse, taking nothing."""
         now = self._now()
         states = []
         for s in scopes:
@@ -146,7 +86,7 @@ class MemoryLimiter:
         )
 
     def undo(self, scopes: Sequence[Scope], tokens: int) -> None:
-        """Give back what an `acquire` that admitted just took (called before anything else
+        """Give back what a `take` that admitted just took (called before anything else
         ran, so no refill happened in between): admission refused by the budget takes nothing."""
         for s in scopes:
             st = self._states[s.name]
@@ -154,13 +94,9 @@ class MemoryLimiter:
             st.tokens += tokens
             st.parallel = max(0, st.parallel - 1)
 
-    async def settle(
-        self, scopes: Sequence[Scope], estimated: int, actual: int, request_id: str
-    ) -> None:
-        self.give_back(scopes, estimated, actual)
-
     def give_back(self, scopes: Sequence[Scope], estimated: int, actual: int) -> None:
-        """`settle` without the coroutine."""
+        """Settle a request `take` admitted: its token estimate corrected to the real usage,
+        its concurrency slot freed."""
         now = self._now()
         for s in scopes:
             st = self._states.get(s.name)

@@ -2,7 +2,7 @@
 
 Admission checks every rate-limit bucket of the request (key, team, model) and every budget
 book (key, team, org), then takes from all of them, atomically in one Lua script, so a
-request refused by any of them takes nothing (see admission.py). The same call takes leases
+request refused by any of them takes nothing (see tenancy/admission.py). The same call takes leases
 (leases.py): capacity this replica then spends locally, so a request whose every scope and
 book is covered by leases is admitted with no Redis call at all; a top-up is asked for in
 the background when a lease runs low, and idle leases go back after `IDLE_S` and at `aclose`.
@@ -10,12 +10,13 @@ the background when a lease runs low, and idle leases go back after `IDLE_S` and
 Settlement (the token correction, the concurrency slot, the real cost in place of the
 reserved worst case) is applied to the leases where it can be; what must reach Redis (the
 real spend, a token debt, slots taken in Redis, capacity given back) is pushed in one script
-call per `PUSH_S` (redis_push.py). `settle` returns once its push is answered, with exact
+call per `PUSH_S` (push.py). `settle` returns once its push is answered, with exact
 budget crossings; with `report_crossings` off (no budget alerts read them) it only queues it.
 
 A covered request costs about what an in-memory admission does: its leases are found once
-per list of scopes (`Cover`) and book names once a UTC day. The Redis data layout is
-described in redis_scripts.py.
+per set of scope values (`Cover`, kept by `cover_key`) and book names once a UTC day, and
+its settlement finds them again through the request id. The Redis data layout is described
+in scripts.py; replies.py reads the scripts' answers.
 
 While Redis is unreachable the guard switches to this replica's in-memory books
 (`fallback`), so Redis is never a single point of failure.
@@ -29,47 +30,58 @@ import math
 import time
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, cast
+from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio as aioredis
-from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from slipstream.store.records import utcnow
-from slipstream.tenancy.admission import Admitted, LocalAdmission
-from slipstream.tenancy.budgets import (
-    BucketNames,
+from slipstream.tenancy.admission import (
+    Admitted,
     BudgetPlan,
     BudgetScope,
     Crossing,
-    MemoryBudgets,
+    Decision,
     Refusal,
     Reservation,
-    bucket_name,
-    window_end,
+    Scope,
+    rate_headers,
 )
-from slipstream.tenancy.leases import Cover, Leases, RateAsk
-from slipstream.tenancy.ratelimit import Decision, MemoryLimiter, Scope, rate_headers
-from slipstream.tenancy.redis_guard import RedisGuard
-from slipstream.tenancy.redis_push import Pusher
-from slipstream.tenancy.redis_scripts import (
+from slipstream.tenancy.books import BucketNames, bucket_name, window_end
+from slipstream.tenancy.local.admission import LocalAdmission
+from slipstream.tenancy.local.budgets import MemoryBudgets
+from slipstream.tenancy.local.ratelimit import MemoryLimiter
+from slipstream.tenancy.shared.cover import Cover, cover_key
+from slipstream.tenancy.shared.guard import RedisGuard
+from slipstream.tenancy.shared.leases import Leases
+from slipstream.tenancy.shared.push import Pusher
+from slipstream.tenancy.shared.records import RateAsk
+from slipstream.tenancy.shared.replies import Granted, parse_admit
+from slipstream.tenancy.shared.runner import runner_for
+from slipstream.tenancy.shared.scripts import (
     ADMIT,
     BUDGET_PREFIX,
     PARALLEL_TTL_S,
-    PUSH,
     SEED,
     admit_call,
-    admit_grants,
-    lua,
 )
-from slipstream.tenancy.redis_wire import RedisWire
 
 LEASE_TTL_S = 30.0  # leased slots of a replica that stopped refreshing them are swept after
 
 MAX_COVERS = 4096
 
-_WHAT = {1: "requests per minute", 2: "tokens per minute", 3: "concurrent requests"}
 _NO_BOOKS: list[tuple[BudgetScope, str]] = []  # of a request without a budget (never changed)
+
+
+@dataclass(slots=True)
+class InFlight:
+    """A request admitted through Redis or from leases, not settled yet."""
+
+    leased_slot: bool  # its concurrency slots came from leases (else: taken in Redis by id)
+    at: float  # when it was admitted (monotonic)
+    scopes: Sequence[Scope]
+    cover: Cover | None  # the leases it settles into, if they covered it when admitted
 
 
 class RedisAdmission:
@@ -78,38 +90,32 @@ class RedisAdmission:
         client: aioredis.Redis,
         guard: RedisGuard | None = None,
         now: Callable[[], dt.datetime] = utcnow,
-        lean: bool = True,
         lease_ttl_s: float = LEASE_TTL_S,
     ) -> None:
         self.now = now
         self.guard = guard or RedisGuard()
         # While Redis is unreachable (budgets seeded like Redis).
         self.fallback = LocalAdmission(MemoryLimiter(), MemoryBudgets(now))
-        self._admit = client.register_script(lua(ADMIT))
-        self._seed = client.register_script(lua(SEED))
-        # Our own pipelined connection for the scripts (redis_wire.py: ~4x less client CPU
-        # per call than redis-py; `aclose` closes it); None for connections only redis-py
-        # speaks (e.g. TLS), or without `lean`.
-        self.wire = RedisWire.for_client(client) if lean else None
+        # How the scripts reach `client`'s server (runner.py); `aclose` closes it.
+        self.runner = runner_for(client)
         self.leases = Leases()
         self.lease_ttl_s = lease_ttl_s
         self.prefix = f"lease:{uuid.uuid4().hex[:12]}:"  # this replica's slot members
         self.pusher = Pusher(
             self.leases,
-            client.register_script(lua(PUSH)),
-            self.wire,
-            self._run,
+            self.runner,
             self.guard,
             self.fallback.budgets,
             self.prefix,
             lease_ttl_s,
         )
-        # Requests admitted through Redis or leases, not settled yet: (slot leased, when, scopes).
-        self._admitted: dict[str, tuple[bool, float, Sequence[Scope]]] = {}
+        # Requests admitted through Redis or leases, not settled yet, by request id.
+        self._admitted: dict[str, InFlight] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        # The leases of each list of scopes (by identity; see leases.Cover), and the names of
-        # budget books, both for the UTC day [_day_start, _day_end) (epoch seconds of `now`).
-        self._covers: dict[int, Cover] = {}
+        # The leases of each list of rate and budget scopes (by their values, `cover_key`;
+        # see cover.py), and the names of budget books, both for the UTC day
+        # [_day_start, _day_end) (epoch seconds of `now`).
+        self._covers: dict[tuple[Scope | BudgetScope, ...], Cover] = {}
         self._names = BucketNames()
         self._day_start = self._day_end = 0.0
         self._wall: Callable[[], float] = (
@@ -126,14 +132,6 @@ class RedisAdmission:
     def report_crossings(self, value: bool) -> None:
         self.pusher.report_crossings = value
 
-    async def _run(
-        self, script: AsyncScript, keys: Sequence[str], args: Sequence[int | str]
-    ) -> Any:
-        if self.wire is not None:
-            text = cast(str, script.script)  # ours: always str
-            return await self.wire.evalsha(script.sha, text, keys, args)
-        return await script(keys=keys, args=args)
-
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
@@ -148,16 +146,15 @@ class RedisAdmission:
         if self.guard.usable():
             worst = 0 if plan is None else plan.worst_micro
             clock = time.monotonic()
-            c = self._covers.get(id(scopes))
+            key = cover_key(scopes, budgets)
+            c = self._covers.get(key)
             if (
                 c is None
-                or c.scopes is not scopes
-                or c.budgets is not budgets
                 or c.gen != self.leases.gen
                 or not self._day_start <= self._wall() < self._day_end
             ):
                 named = self._named(budgets)
-                c = self._cover(scopes, budgets, named)
+                c = self._cover(key, scopes, named)
             else:
                 named = c.named
             if c is not None:
@@ -165,7 +162,7 @@ class RedisAdmission:
                 if low is not None:
                     return self._local(c, tokens, request_id, plan, worst, clock, low)
             try:
-                return await self._admit_shared(scopes, tokens, request_id, named, plan)
+                return await self._admit_shared(key, scopes, tokens, request_id, named, plan)
             except (RedisError, OSError) as e:
                 self.guard.failed("admission", e)
         a = await self.fallback.admit(scopes, tokens, request_id, plan)
@@ -186,17 +183,17 @@ class RedisAdmission:
 
     def _cover(
         self,
+        key: tuple[Scope | BudgetScope, ...],
         scopes: Sequence[Scope],
-        budgets: list[BudgetScope] | None,
         named: Sequence[tuple[BudgetScope, str]],
     ) -> Cover | None:
-        """The leases covering these scopes and books `named` (kept for the next request of
-        the same lists), or None if one is not held."""
-        c = self.leases.cover(scopes, budgets, named)
+        """The leases covering these scopes and books `named` (kept under `key` for the next
+        request with the same scopes), or None if one is not held."""
+        c = self.leases.cover(scopes, named)
         if c is not None:
-            if len(self._covers) >= MAX_COVERS:  # lists replaced by refreshes: start over
+            if len(self._covers) >= MAX_COVERS:  # refreshes brought other limits: start over
                 self._covers.clear()
-            self._covers[id(scopes)] = c
+            self._covers[key] = c
         return c
 
     def _local(
@@ -218,11 +215,8 @@ class RedisAdmission:
                 self._spawn(self._top_up(scopes, tokens, named, worst, asks))
             else:
                 self._grant(scopes, named, asks, None, clock)
-        if scopes:
-            self._admitted[request_id] = (True, clock, scopes)
-            d = Decision(True, headers=c.headers(clock))
-        else:
-            d = Decision(True)
+        self._admitted[request_id] = InFlight(True, clock, scopes, c)
+        d = Decision(True, headers=c.headers(clock)) if scopes else Decision(True)
         return Admitted(d, None if plan is None else Reservation(c.named, worst))
 
     def _grant(
@@ -230,19 +224,17 @@ class RedisAdmission:
         scopes: Sequence[Scope],
         named: Sequence[tuple[BudgetScope, str]],
         asks: tuple[list[RateAsk], list[int]],
-        reply: Sequence[Any] | None,
+        reply: Granted | None,
         clock: float,
     ) -> None:
         """Apply what a script call granted (None: it failed or refused: nothing)."""
-        if reply is None:
-            self.leases.granted(scopes, named, asks, None, None, clock)
-            return
-        rates, books = admit_grants(reply, len(scopes))
-        self.leases.granted(scopes, named, asks, rates, books, clock)
-        self.pusher.keep()
+        self.leases.granted(scopes, named, asks, reply, clock)
+        if reply is not None:
+            self.pusher.keep()
 
     async def _admit_shared(
         self,
+        key: tuple[Scope | BudgetScope, ...],
         scopes: Sequence[Scope],
         tokens: int,
         request_id: str,
@@ -254,39 +246,41 @@ class RedisAdmission:
         keys, args = admit_call(
             scopes, tokens, request_id, named, worst, asks, self.prefix, self.lease_ttl_s
         )
-        pushing = self.pusher.now()  # settled before this call: Redis must see it first
-        if pushing is not None and self.wire is None:
-            await pushing  # redis-py's pool does not keep the order of calls
+        pushing = self.pusher.ahead()  # settled before this call: Redis must see it first
+        if pushing is not None:
+            await pushing  # the runner could not queue it ahead of this call
         try:
-            reply = await self._run(self._admit, keys, args)
+            reply = parse_admit(await self.runner.run(ADMIT, keys, args), len(scopes))
         except BaseException:
             self._grant(scopes, named, asks, None, time.monotonic())
             raise
         clock = time.monotonic()
-        if int(reply[0]):
+        if isinstance(reply, Granted):
             self._grant(scopes, named, asks, reply, clock)
+            # Settled into the leases now held, if they cover it (its slots are in Redis).
+            c = self._covers.get(key)
+            if c is None or c.gen != self.leases.gen:
+                c = self._cover(key, scopes, named)
+            self._admitted[request_id] = InFlight(False, clock, scopes, c)
             d = Decision(True)
             if scopes:
-                self._admitted[request_id] = (False, clock, scopes)
                 d.headers = self.leases.headers(scopes[0], clock)
             return Admitted(d, None if plan is None else Reservation(named, worst))
         self._grant(scopes, named, asks, None, clock)
         # Leases granted to this replica's other calls meanwhile are ours to spend.
-        c = self._cover(scopes, None if plan is None else plan.scopes, named)
+        c = self._cover(key, scopes, named)
         if c is not None:
             low = self.leases.take(c, tokens, worst, clock)
             if low is not None:
                 return self._local(c, tokens, request_id, plan, worst, clock, low)
-        _, idx, why, wait, rl, tl, spent = reply
-        why = int(why)
-        if why == 4:  # the rate limits had room, a budget had not
-            refused = named[int(idx)][0]
-            now = self.now()
-            return Admitted(budget=Refusal(refused, int(spent), window_end(refused.window, now)))
-        scope = scopes[int(idx)]
-        reason = f"{_WHAT[why]} limit of {scope.name}"
-        headers = rate_headers(scope, float(rl), float(tl))
-        return Admitted(Decision(False, max(float(wait), 0.001), reason, headers))
+        if reply.by_budget:  # the rate limits had room, a budget had not
+            refused = named[reply.index][0]
+            reset = window_end(refused.window, self.now())
+            return Admitted(budget=Refusal(refused, reply.spent_micro, reset))
+        scope = scopes[reply.index]
+        reason = f"{reply.limit} limit of {scope.name}"
+        headers = rate_headers(scope, reply.requests_left, reply.tokens_left)
+        return Admitted(Decision(False, max(reply.wait_s, 0.001), reason, headers))
 
     async def _top_up(
         self,
@@ -301,12 +295,15 @@ class RedisAdmission:
             scopes, tokens, "", named, worst, asks, self.prefix, self.lease_ttl_s
         )
         try:
-            reply = await self._run(self._admit, keys, args)
+            reply = parse_admit(await self.runner.run(ADMIT, keys, args), len(scopes))
         except (RedisError, OSError) as e:
             self._grant(scopes, named, asks, None, time.monotonic())
             self.guard.failed("lease top-up", e)
             return
-        self._grant(scopes, named, asks, reply, time.monotonic())
+        # Asking for nothing to be admitted, it cannot be refused.
+        self._grant(
+            scopes, named, asks, reply if isinstance(reply, Granted) else None, time.monotonic()
+        )
 
     async def settle(
         self,
@@ -317,17 +314,13 @@ class RedisAdmission:
         reservation: Reservation | None,
         cost_micro: int,
     ) -> list[Crossing]:
-        entry = self._admitted.pop(request_id, None) if scopes else None
-        c = self._covers.get(id(scopes))
-        if (  # admitted from (or through Redis into) the leases of `c`: no lookups
+        entry = self._admitted.pop(request_id, None)
+        c = None if entry is None else entry.cover
+        if (  # admitted under the leases of `c`, still current: settled there, no lookups
             c is not None
-            and c.scopes is scopes
             and c.gen == self.leases.gen
-            and (not scopes if entry is None else entry[0] or not c.par)
-            and (
-                reservation is None
-                or (reservation.scopes is c.named and not reservation.settled and c.books)
-            )
+            and (entry.leased_slot or not c.par)
+            and (reservation is None or (not reservation.settled and c.books))
         ):
             offsets: list[int] | None = None
             if reservation is not None:
@@ -341,9 +334,9 @@ class RedisAdmission:
             return await self.pusher.settled(reservation, offsets, cost_micro)
         out: list[Crossing] = []
         if scopes and entry is None:  # admitted by the fallback books
-            await self.fallback.limiter.settle(scopes, estimated, actual, request_id)
+            self.fallback.limiter.give_back(scopes, estimated, actual)
         if reservation is not None and reservation.local:
-            out = await self.fallback.budgets.settle(reservation, cost_micro)
+            out = self.fallback.budgets.close(reservation, cost_micro)
             reservation = None
         if reservation is not None and (reservation.settled or not reservation.scopes):
             reservation = None
@@ -356,7 +349,7 @@ class RedisAdmission:
             estimated,
             actual,
             request_id,
-            entry is not None and entry[0],
+            entry is not None and entry.leased_slot,
             reservation,
             cost_micro,
         )
@@ -377,15 +370,14 @@ class RedisAdmission:
         pushing = self.pusher.now()
         if pushing is not None:
             await pushing
-        if self.wire is not None:
-            await self.wire.aclose()
+        await self.runner.aclose()
 
     async def seed(self, scope: BudgetScope, spent_micro: int) -> None:
         await self.fallback.seed(scope, spent_micro)
         if self.guard.usable():
             key = BUDGET_PREFIX + bucket_name(scope, self.now())
             try:
-                await self._run(self._seed, [key], [spent_micro])
+                await self.runner.run(SEED, [key], [spent_micro])
             except (RedisError, OSError) as e:
                 self.guard.failed("budget seeding", e)
 
@@ -393,8 +385,8 @@ class RedisAdmission:
         self.fallback.prune()
         self.leases.prune((self.now() - dt.timedelta(days=32)).date().isoformat())
         stale = time.monotonic() - PARALLEL_TTL_S
-        for rid, (leased, at, scopes) in list(self._admitted.items()):
-            if at < stale:  # never settled: stop holding its slot
+        for rid, entry in list(self._admitted.items()):
+            if entry.at < stale:  # never settled: stop holding its slot
                 del self._admitted[rid]
-                if leased:
-                    self.leases.forget_slot(scopes)
+                if entry.leased_slot:
+                    self.leases.forget_slot(entry.scopes)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from slipstream.tenancy.ratelimit import WINDOW_S, Scope
+from slipstream.tenancy.admission import WINDOW_S, Scope
 
 LEASE_SHARE = 64  # a lease holds at most 1/LEASE_SHARE of a limit ...
 LEASE_REQUESTS = 64  # ... and at most this many requests' worth
