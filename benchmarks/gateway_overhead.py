@@ -17,7 +17,9 @@ errors and Ctrl-C):
             key, Prometheus callback, no DB, no Redis), litellm-db (the same with database_url
             to a fresh PostgreSQL database: its spend logging; needs Prisma's engine binaries,
             else reported as skipped with the reason), and, only if named in --targets, lean
-            (a bare pass-through proxy: Python's floor here)
+            (a bare pass-through proxy: Python's floor here); with --baseline-src DIR, baseline and
+            baseline-tenancy: slipstream and slipstream-tenancy importing another
+            checkout's code (PYTHONPATH=DIR), for a no-regression comparison in one run
 
   load      wrk (1 thread, keep-alive, closed loop) posts the same non-streaming chat
             completion at each --concurrency for --duration seconds; req/s, p50, p99. Targets
@@ -55,6 +57,10 @@ Typical use (from the repository root):
   .venv/bin/python benchmarks/gateway_overhead.py --targets direct,slipstream --phases load,stream
   # keys, limits and spend embedded (SQLite file, in-process limits; no PostgreSQL or Redis):
   .venv/bin/python benchmarks/gateway_overhead.py --targets direct,slipstream,slipstream-tenancy --tenancy-store sqlite
+  # no regression: this checkout against the commit before a change, side by side in one run
+  git worktree add --detach /tmp/base HEAD~1
+  .venv/bin/python benchmarks/gateway_overhead.py --phases load --baseline-src /tmp/base/src \
+      --targets direct,slipstream,slipstream-tenancy,baseline,baseline-tenancy
 """
 
 from __future__ import annotations
@@ -77,7 +83,10 @@ from _gateway.targets import LITELLM_BIN, REPO, discover, litellm_version
 from _gateway.tenancy import preflight
 from _gateway.wrk_load import wrk_path
 
-ALL_TARGETS = ("direct", "slipstream", "slipstream-tenancy", "litellm", "litellm-db", "lean")
+ALL_TARGETS = (
+    "direct", "slipstream", "slipstream-tenancy", "baseline", "baseline-tenancy",
+    "litellm", "litellm-db", "lean",
+)  # fmt: skip
 DEFAULT_TARGETS = ("direct", "slipstream", "slipstream-tenancy", "litellm", "litellm-db")
 ALL_PHASES = ("load", "stream", "workers", "memory")
 console = Console(width=None if sys.stdout.isatty() else 140)
@@ -154,6 +163,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     p.add_argument(
+        "--baseline-src",
+        type=Path,
+        default=None,
+        help="another checkout's src/ (e.g. a git worktree of the commit before a change): "
+        "targets baseline and baseline-tenancy run the same binary with PYTHONPATH=DIR, in the "
+        "same alternating rounds, and the summary compares them with this checkout's",
+    )
+    p.add_argument(
         "--taskset",
         default=None,
         metavar="CPUS",
@@ -214,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         preflight(
             args.target_list, args.tenancy_store, args.pg_url, args.redis_url, args.litellm_bin
         ),
+        args.baseline_src,
     )
     targets = {}
     for name in args.target_list:

@@ -28,6 +28,8 @@ from _gateway.targets import (
     Target,
     chat_body,
     chat_probe,
+    is_slipstream,
+    is_tenancy,
     lean_argv,
     litellm_argv,
     litellm_yaml,
@@ -84,8 +86,10 @@ class Bench(SpendCheck):
         cfg = self.run_dir / f"{name}.yaml"
         if name == "lean":
             argv = lean_argv(port, upstream.port)
-        elif name.startswith("slipstream"):
-            tenancy = self._tenancy_config(env) if name == "slipstream-tenancy" else None
+        elif is_slipstream(name):
+            if name.startswith("baseline"):
+                env["PYTHONPATH"] = str(self.args.baseline_src)
+            tenancy = self._tenancy_config(env, name) if is_tenancy(name) else None
             cfg.write_text(slipstream_yaml(upstream.port, tenancy))
             argv = slipstream_argv(cfg, port, workers)
             probe = admin_probe if tenancy else probe  # no key for a chat completion yet
@@ -101,7 +105,7 @@ class Bench(SpendCheck):
         server = self.group.start(label, argv, port, env=env, cwd=self.run_dir)
         try:
             took = server.wait_ready(probe, self.args.startup_timeout)
-            if name == "slipstream-tenancy":
+            if is_tenancy(name):
                 self._make_key(name, server)
         except Exception:
             self.group.stop(server)
@@ -123,15 +127,16 @@ class Bench(SpendCheck):
             self.res["notes"].append(f"{label}: {warm.errors} errors during warm-up")
         return server
 
-    def _tenancy_config(self, env: dict[str, str]) -> dict[str, str]:
-        """A fresh database (and Redis) for slipstream-tenancy: its config's tenancy lines."""
+    def _tenancy_config(self, env: dict[str, str], name: str) -> dict[str, str]:
+        """A fresh database (and Redis) for a tenancy target: its config's tenancy lines."""
         if self.args.tenancy_store == "postgres":
-            db = BenchDB.postgres(self.args.pg_url, "slipstream_bench")
+            prefix = "slipstream_bench" if name == "slipstream-tenancy" else "baseline_bench"
+            db = BenchDB.postgres(self.args.pg_url, prefix)
             urls = {"database_url": db.url, "redis_url": self.args.redis_url}
         else:
-            db = BenchDB.sqlite(self.run_dir / "slipstream-tenancy.db")
+            db = BenchDB.sqlite(self.run_dir / f"{name}.db")
             urls = {"database_url": db.url}
-        self.dbs["slipstream-tenancy"] = db
+        self.dbs[name] = db
         self.res.setdefault("meta", {})["tenancy"] = {"store": self.args.tenancy_store, **urls}
         # Through the environment, as a deployment would (literal credentials are warned about).
         env["BENCH_MASTER_KEY"] = BENCH_MASTER_KEY
@@ -306,6 +311,15 @@ class Bench(SpendCheck):
             if lite:
                 s["rps_ratio_c32"] = round(load["slipstream"][top]["median"]["rps"] / lite, 2)
                 s["rps_ratio_concurrency"] = int(top)
+        for now, then in (("slipstream", "baseline"), ("slipstream-tenancy", "baseline-tenancy")):
+            if top in load.get(now, {}) and top in load.get(then, {}):
+                was = load[then][top]["median"]["rps"]
+                if was:
+                    key = "vs_baseline_rps_ratio"
+                    s.setdefault(key, {})[now] = round(load[now][top]["median"]["rps"] / was, 3)
+            if "1" in load.get(now, {}) and "1" in load.get(then, {}):
+                delta = load[now]["1"]["median"]["p50_ms"] - load[then]["1"]["median"]["p50_ms"]
+                s.setdefault("vs_baseline_p50_delta_ms_c1", {})[now] = round(delta, 3)
         if top in load.get("slipstream", {}) and top in load.get("slipstream-tenancy", {}):
             base = load["slipstream"][top]["median"]["rps"]
             if base:

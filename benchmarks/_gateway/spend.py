@@ -96,10 +96,10 @@ class SpendCheck:
                 db.drop()
             except Exception as exc:
                 self.res["notes"].append(f"could not drop {name}'s database {db.name}: {exc}")
-        info = self.keys.get("slipstream-tenancy")
-        if info and self.args.tenancy_store == "postgres":
-            with contextlib.suppress(Exception):
-                redis_cleanup(self.args.redis_url, [info["key_id"], info["team_id"]])
+        for info in self.keys.values():
+            if self.args.tenancy_store == "postgres":
+                with contextlib.suppress(Exception):
+                    redis_cleanup(self.args.redis_url, [info["key_id"], info["team_id"]])
 
 
 def admin_spend(base_url: str, key_id: str) -> dict[str, Any] | None:

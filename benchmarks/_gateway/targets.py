@@ -152,8 +152,22 @@ def chat_probe(headers: dict[str, str]) -> Callable[[httpx.Client, str], bool]:
     return probe
 
 
+TENANCY_TARGETS = ("slipstream-tenancy", "baseline-tenancy")
+
+
+def is_tenancy(name: str) -> bool:
+    return name in TENANCY_TARGETS
+
+
+def is_slipstream(name: str) -> bool:
+    """This checkout's Slipstream or the --baseline-src one (same binary, other PYTHONPATH)."""
+    return name.startswith(("slipstream", "baseline"))
+
+
 def discover(
-    litellm_bin: Path = LITELLM_BIN, preflight: dict[str, str] | None = None
+    litellm_bin: Path = LITELLM_BIN,
+    preflight: dict[str, str] | None = None,
+    baseline_src: Path | None = None,
 ) -> dict[str, Target]:
     """The targets, each with the reason it cannot run here (if any).
 
@@ -173,6 +187,11 @@ def discover(
         if "--config" not in help_text:
             slip_missing = "`slipstream serve --config` is not available in this checkout yet"
         workers = "--workers" in help_text
+    base_missing = None
+    if baseline_src is None:
+        base_missing = "no --baseline-src given"
+    elif not (baseline_src / "slipstream" / "__init__.py").exists():
+        base_missing = f"{baseline_src} has no slipstream package (give a checkout's src/)"
     lite_missing = None
     if not litellm_bin.exists():
         lite_missing = (
@@ -186,6 +205,12 @@ def discover(
         # Its Authorization header (a virtual key) is made after the server starts.
         "slipstream-tenancy": Target(
             "slipstream-tenancy", missing=slip_missing or pre.get("slipstream-tenancy")
+        ),
+        # --baseline-src: the same two, importing another checkout's code (PYTHONPATH)
+        "baseline": Target("baseline", missing=slip_missing or base_missing),
+        "baseline-tenancy": Target(
+            "baseline-tenancy",
+            missing=slip_missing or base_missing or pre.get("slipstream-tenancy"),
         ),
         "litellm": Target("litellm", lite_auth, lite_missing),
         "litellm-db": Target("litellm-db", lite_auth, lite_missing or pre.get("litellm-db")),

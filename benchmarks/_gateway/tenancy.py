@@ -159,7 +159,9 @@ def preflight(
 ) -> dict[str, str]:
     """Why the asked-for database targets cannot run here, per target (cheap checks only)."""
     out: dict[str, str] = {}
-    tenancy_pg = "slipstream-tenancy" in targets and store == "postgres"
+    tenancy_pg = store == "postgres" and any(
+        t in targets for t in ("slipstream-tenancy", "baseline-tenancy")
+    )
     pg = pg_missing(pg_url) if tenancy_pg or "litellm-db" in targets else None
     if tenancy_pg:
         reason = pg or redis_missing(redis_url)
