@@ -17,9 +17,15 @@ errors and Ctrl-C):
             key, Prometheus callback, no DB, no Redis), litellm-db (the same with database_url
             to a fresh PostgreSQL database: its spend logging; needs Prisma's engine binaries,
             else reported as skipped with the reason), and, only if named in --targets, lean
-            (a bare pass-through proxy: Python's floor here); with --baseline-src DIR, baseline and
-            baseline-tenancy: slipstream and slipstream-tenancy importing another
-            checkout's code (PYTHONPATH=DIR), for a no-regression comparison in one run
+            (a bare pass-through proxy: Python's floor here). With --baseline-src DIR also
+            baseline and baseline-tenancy: slipstream and slipstream-tenancy again, the same
+            .venv/bin/slipstream and config, but with PYTHONPATH=DIR so they run another
+            checkout's code (a git worktree's src/, e.g. the commit before a change);
+            baseline-tenancy gets its own fresh database (or SQLite file) and virtual key.
+            Each Slipstream start logs where `import slipstream` resolves with its env (JSON:
+            commands, imports, notes) and fails if a baseline would not run DIR's code. If
+            --targets names neither baseline target, each twin of a named slipstream target
+            is added right after it; naming one without --baseline-src is an error
 
   load      wrk (1 thread, keep-alive, closed loop) posts the same non-streaming chat
             completion at each --concurrency for --duration seconds; req/s, p50, p99. Targets
@@ -27,7 +33,10 @@ errors and Ctrl-C):
             reported, so drift in the machine's load hits all of them alike.
             Summary: added p50 (gateway p50 - direct p50) at concurrency 1, Slipstream's
             req/s / LiteLLM's, and slipstream-tenancy's req/s / slipstream's at the highest
-            concurrency.
+            concurrency; with the baseline: added p50 at concurrency 1 of baseline vs
+            slipstream and baseline-tenancy vs slipstream-tenancy (and the difference), and
+            req/s at the highest concurrency, slipstream / baseline and slipstream-tenancy /
+            baseline-tenancy (a regression shows as a positive difference or a ratio < 1).
   spend     once the bench key's ledger stopped growing and the servers stopped: its rows and
             cost, read from the database, against the requests its clients saw answered
             (wrk's requests in flight at each stop are billed but not counted: a few rows
@@ -71,6 +80,7 @@ import os
 import platform
 import shlex
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -78,6 +88,7 @@ from pathlib import Path
 from rich.console import Console
 
 from _gateway import report
+from _gateway.names import SLIPSTREAM, TWIN, is_baseline
 from _gateway.phases import Bench
 from _gateway.targets import LITELLM_BIN, REPO, discover, litellm_version
 from _gateway.tenancy import preflight
@@ -203,7 +214,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         bad = sorted(set(name) - set(allowed))
         if bad:
             p.error(f"unknown {bad}; choose from {','.join(allowed)}")
+    named_baseline = [t for t in args.target_list if is_baseline(t)]
+    if args.baseline_src is None:
+        if named_baseline:
+            p.error(f"{','.join(named_baseline)} need --baseline-src DIR")
+    else:
+        # Absolute: the servers run with the logs folder as their working directory.
+        args.baseline_src = args.baseline_src.expanduser().resolve()
+        if not named_baseline:  # each named slipstream target gets its twin right after it
+            for now in [t for t in args.target_list if t in SLIPSTREAM]:
+                i = args.target_list.index(now)
+                args.target_list.insert(i + 1, TWIN[now])
     return args
+
+
+def git_info(path: Path) -> dict[str, object] | None:
+    """The commit checked out at `path` (any folder inside a work tree), and whether its
+    tracked files differ from it; None if it is not in a git work tree."""
+
+    def git(*a: str) -> str | None:
+        r = subprocess.run(["git", "-C", str(path), *a], capture_output=True, text=True)
+        return r.stdout.strip() if r.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if commit is None:
+        return None
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".")
+    return {"commit": commit, "subject": git("log", "-1", "--format=%s"), "dirty": bool(dirty)}
 
 
 def loadavg() -> str:

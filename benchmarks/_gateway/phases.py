@@ -20,6 +20,7 @@ from rich.console import Console
 
 from _gateway import profile
 from _gateway.first_byte import measure_first_byte
+from _gateway.names import BASELINE, SLIPSTREAM, TWIN
 from _gateway.processes import ProcessGroup, Server, free_port
 from _gateway.spend import SpendCheck
 from _gateway.targets import (
@@ -28,6 +29,8 @@ from _gateway.targets import (
     Target,
     chat_body,
     chat_probe,
+    import_check,
+    is_baseline,
     is_slipstream,
     is_tenancy,
     lean_argv,
@@ -87,8 +90,8 @@ class Bench(SpendCheck):
         if name == "lean":
             argv = lean_argv(port, upstream.port)
         elif is_slipstream(name):
-            if name.startswith("baseline"):
-                env["PYTHONPATH"] = str(self.args.baseline_src)
+            env |= self.targets[name].env  # baseline*: PYTHONPATH=--baseline-src
+            self._check_import(name, label, env)
             tenancy = self._tenancy_config(env, name) if is_tenancy(name) else None
             cfg.write_text(slipstream_yaml(upstream.port, tenancy))
             argv = slipstream_argv(cfg, port, workers)
@@ -127,6 +130,19 @@ class Bench(SpendCheck):
             self.res["notes"].append(f"{label}: {warm.errors} errors during warm-up")
         return server
 
+    def _check_import(self, name: str, label: str, env: dict[str, str]) -> None:
+        """Where `import slipstream` resolves with the server's environment, recorded in the
+        JSON (commands and notes); a baseline target must run the --baseline-src code."""
+        cmd, found = import_check({k: v for k, v in env.items() if k == "PYTHONPATH"})
+        self.res.setdefault("commands", {})[f"{label} import check"] = cmd
+        self.res.setdefault("imports", {})[label] = found
+        self.res["notes"].append(f"{label}: `import slipstream` -> {found}")
+        src = self.args.baseline_src
+        if is_baseline(name) and not Path(found).resolve().is_relative_to(src):
+            raise RuntimeError(f"{label}: imports {found}, not the code under {src}")
+        if not is_baseline(name) and src and Path(found).resolve().is_relative_to(src):
+            raise RuntimeError(f"{label}: imports the baseline's code ({found})")
+
     def _tenancy_config(self, env: dict[str, str], name: str) -> dict[str, str]:
         """A fresh database (and Redis) for a tenancy target: its config's tenancy lines."""
         if self.args.tenancy_store == "postgres":
@@ -137,7 +153,12 @@ class Bench(SpendCheck):
             db = BenchDB.sqlite(self.run_dir / f"{name}.db")
             urls = {"database_url": db.url}
         self.dbs[name] = db
-        self.res.setdefault("meta", {})["tenancy"] = {"store": self.args.tenancy_store, **urls}
+        meta = self.res.setdefault("meta", {})
+        if name == "slipstream-tenancy" or "tenancy" not in meta:
+            meta["tenancy"] = {"store": self.args.tenancy_store, **urls} | {
+                "by_target": meta.get("tenancy", {}).get("by_target", {})
+            }
+        meta["tenancy"]["by_target"][name] = urls
         # Through the environment, as a deployment would (literal credentials are warned about).
         env["BENCH_MASTER_KEY"] = BENCH_MASTER_KEY
         env |= {f"BENCH_{k.upper()}": v for k, v in urls.items()}
@@ -301,9 +322,8 @@ class Bench(SpendCheck):
                 for g in gateways
                 if "1" in load.get(g, {})
             }
-            for g in ("slipstream", "slipstream-tenancy"):
-                if g in added:
-                    added[f"{g}_meets_target"] = added[g] <= 0.5
+            for g in [g for g in added if is_slipstream(g)]:
+                added[f"{g}_meets_target"] = added[g] <= 0.5
             s["added_p50_ms_c1"] = added
         top = str(max(self.args.levels))
         if top in load.get("slipstream", {}) and top in load.get("litellm", {}):
@@ -311,15 +331,15 @@ class Bench(SpendCheck):
             if lite:
                 s["rps_ratio_c32"] = round(load["slipstream"][top]["median"]["rps"] / lite, 2)
                 s["rps_ratio_concurrency"] = int(top)
-        for now, then in (("slipstream", "baseline"), ("slipstream-tenancy", "baseline-tenancy")):
-            if top in load.get(now, {}) and top in load.get(then, {}):
-                was = load[then][top]["median"]["rps"]
-                if was:
-                    key = "vs_baseline_rps_ratio"
-                    s.setdefault(key, {})[now] = round(load[now][top]["median"]["rps"] / was, 3)
-            if "1" in load.get(now, {}) and "1" in load.get(then, {}):
-                delta = load[now]["1"]["median"]["p50_ms"] - load[then]["1"]["median"]["p50_ms"]
-                s.setdefault("vs_baseline_p50_delta_ms_c1", {})[now] = round(delta, 3)
+        vs = _vs_baseline(load, s.get("added_p50_ms_c1", {}), top)
+        if vs:
+            s["vs_baseline"] = vs | {"concurrency": int(top)}
+            # Flat forms (this checkout - baseline, this checkout / baseline) per pair.
+            for now, pair in vs["pairs"].items():
+                if pair.get("p50_delta_ms_c1") is not None:
+                    s.setdefault("vs_baseline_p50_delta_ms_c1", {})[now] = pair["p50_delta_ms_c1"]
+                if pair.get("rps_ratio") is not None:
+                    s.setdefault("vs_baseline_rps_ratio", {})[now] = pair["rps_ratio"]
         if top in load.get("slipstream", {}) and top in load.get("slipstream-tenancy", {}):
             base = load["slipstream"][top]["median"]["rps"]
             if base:
@@ -331,9 +351,8 @@ class Bench(SpendCheck):
         if "direct" in fb:
             d = fb["direct"]["first_event_p50_ms"]
             over = {g: round(fb[g]["first_event_p50_ms"] - d, 3) for g in gateways if g in fb}
-            for g in ("slipstream", "slipstream-tenancy"):
-                if g in over:
-                    over[f"{g}_meets_target"] = over[g] <= 1.0
+            for g in [g for g in over if is_slipstream(g)]:
+                over[f"{g}_meets_target"] = over[g] <= 1.0
             s["first_event_overhead_p50_ms"] = over
         spend = {
             n: {
@@ -346,6 +365,35 @@ class Bench(SpendCheck):
         if spend:
             s["spend"] = spend
         self.res["summary"] = s
+
+
+def _vs_baseline(load: dict[str, Any], added: dict[str, float], top: str) -> dict[str, Any] | None:
+    """This checkout against --baseline-src, per pair (slipstream/baseline, slipstream-tenancy/
+    baseline-tenancy): added p50 at concurrency 1 (gateway p50 - direct p50) of each and the
+    difference; req/s at the highest concurrency of each and the ratio (this / baseline)."""
+    pairs: dict[str, dict[str, Any]] = {}
+    for now in SLIPSTREAM:
+        then = TWIN[now]
+        if now not in load or then not in load:
+            continue
+        pair: dict[str, Any] = {"baseline": then}
+        if now in added and then in added:
+            pair["added_p50_ms_c1"] = {"baseline": added[then], "current": added[now]}
+            pair["p50_delta_ms_c1"] = round(added[now] - added[then], 3)
+        if top in load[now] and top in load[then]:
+            was, rps = load[then][top]["median"]["rps"], load[now][top]["median"]["rps"]
+            pair["rps"] = {"baseline": was, "current": rps}
+            pair["rps_ratio"] = round(rps / was, 3) if was else None
+        pairs[now] = pair
+    if not pairs:
+        return None
+    out: dict[str, Any] = {"pairs": pairs}
+    # tenancy on / off within each checkout, so the change in tenancy's cost shows too
+    for side, off, on in (("current", *SLIPSTREAM), ("baseline", *BASELINE)):
+        if top in load.get(off, {}) and top in load.get(on, {}) and load[off][top]["median"]["rps"]:
+            ratio = load[on][top]["median"]["rps"] / load[off][top]["median"]["rps"]
+            out.setdefault("tenancy_rps_ratio", {})[side] = round(ratio, 3)
+    return out
 
 
 def _median(rs: list[LoadResult]) -> dict[str, float]:

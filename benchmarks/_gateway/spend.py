@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 from rich.console import Console
 
+from _gateway.names import TENANCY
 from _gateway.processes import Server
 from _gateway.tenancy import BENCH_MASTER_KEY, BenchDB
 
@@ -42,9 +43,11 @@ class SpendCheck:
     def spend_live(self) -> None:
         """Before the servers stop: wait until the bench key's ledger stops growing (the writer
         flushes every `spend_flush_s`), then keep its totals from `GET /admin/spend`."""
-        name = "slipstream-tenancy"
-        if name not in self.keys or name not in self.servers:
-            return
+        for name in TENANCY:
+            if name in self.keys and name in self.servers:
+                self._settle(name)
+
+    def _settle(self, name: str) -> None:
         url, key_id = self.servers[name].url, self.keys[name]["key_id"]
         t0 = time.monotonic()
         live: dict[str, Any] | None = None

@@ -11,15 +11,21 @@
                       key set, Prometheus callback on, no database, no Redis
   litellm-db          the same with `database_url` (PostgreSQL): LiteLLM's spend logging
   lean                (optional) lean_proxy.py, a bare pass-through: the floor for any Python gateway
+  baseline            (with --baseline-src DIR) `slipstream` again, the same `.venv/bin/slipstream`
+                      and config, but with `PYTHONPATH=DIR`: it runs another checkout's code (a
+                      git worktree's `src/`, e.g. the commit before a change); checked up front
+                      (`import slipstream` must resolve under DIR) and recorded in the JSON
+  baseline-tenancy    `slipstream-tenancy` likewise, with its own database and virtual key
 
 All answer the same chat-completion body at `/v1/chat/completions`; only the Authorization
-header differs (LiteLLM requires its master key, slipstream-tenancy a virtual key; Slipstream
+header differs (LiteLLM requires its master key, the tenancy targets a virtual key; Slipstream
 without tenancy and the upstream ignore it).
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 from collections.abc import Callable
@@ -29,10 +35,15 @@ from pathlib import Path
 import httpx
 import orjson
 
+from _gateway.names import BASELINE, is_baseline, is_slipstream, is_tenancy
 from _gateway.tenancy import INPUT_PER_MTOK, OUTPUT_PER_MTOK
+
+__all__ = ["is_baseline", "is_slipstream", "is_tenancy"]  # re-exported: phases.py imports them
 
 REPO = Path(__file__).resolve().parents[2]
 SLIPSTREAM_BIN = REPO / ".venv" / "bin" / "slipstream"
+VENV_PYTHON = REPO / ".venv" / "bin" / "python"  # the interpreter SLIPSTREAM_BIN runs on
+IMPORT_CHECK = "import slipstream; print(slipstream.__file__)"
 LITELLM_BIN = Path("/tmp/litellm-venv/bin/litellm")
 UPSTREAM_SCRIPT = Path(__file__).resolve().parent / "upstream.py"
 LEAN_SCRIPT = Path(__file__).resolve().parent / "lean_proxy.py"
@@ -63,6 +74,7 @@ class Target:
     headers: dict[str, str] = field(default_factory=dict)
     missing: str | None = None  # why it cannot run here, if it cannot
     workers_flag: bool = False  # whether `--workers N` is accepted
+    env: dict[str, str] = field(default_factory=dict)  # added to its server's environment
 
 
 def upstream_argv(port: int) -> list[str]:
@@ -152,16 +164,45 @@ def chat_probe(headers: dict[str, str]) -> Callable[[httpx.Client, str], bool]:
     return probe
 
 
-TENANCY_TARGETS = ("slipstream-tenancy", "baseline-tenancy")
+def slipstream_help(env: dict[str, str] | None = None) -> tuple[str | None, bool]:
+    """Why `slipstream serve --config` cannot run with `env` added (None: it can), and
+    whether `--workers` is accepted."""
+    if not SLIPSTREAM_BIN.exists():
+        return f"{SLIPSTREAM_BIN} not found (pip install -e . into .venv)", False
+    r = subprocess.run(
+        [str(SLIPSTREAM_BIN), "serve", "--help"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb", **(env or {})},
+    )
+    if "--config" not in r.stdout:
+        tail = r.stderr.strip()[-300:]
+        return "`slipstream serve --config` is not available in this checkout" + (
+            f" yet ({tail})" if tail else " yet"
+        ), False
+    return None, "--workers" in r.stdout
 
 
-def is_tenancy(name: str) -> bool:
-    return name in TENANCY_TARGETS
+def import_check(env: dict[str, str] | None = None) -> tuple[str, str]:
+    """Where `import slipstream` resolves with `env` added to the environment, as the server
+    started with that env imports it: (the command as a shell line, the file or an error)."""
+    argv = [str(VENV_PYTHON), "-c", IMPORT_CHECK]
+    r = subprocess.run(
+        argv, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=120
+    )
+    line = " ".join(f"{k}={shlex.quote(v)}" for k, v in (env or {}).items())
+    found = r.stdout.strip() or f"error: {r.stderr.strip()[-300:]}"
+    return (f"{line} " if line else "") + shlex.join(argv), found
 
 
-def is_slipstream(name: str) -> bool:
-    """This checkout's Slipstream or the --baseline-src one (same binary, other PYTHONPATH)."""
-    return name.startswith(("slipstream", "baseline"))
+def baseline_missing(src: Path) -> str | None:
+    """Why the --baseline-src code cannot be run (None: `import slipstream` resolves under it)."""
+    if not (src / "slipstream" / "__init__.py").is_file():
+        return f"{src}/slipstream/__init__.py not found (--baseline-src wants a checkout's src/)"
+    _, found = import_check({"PYTHONPATH": str(src)})
+    if not Path(found).resolve().is_relative_to(src):
+        return f"with PYTHONPATH={src}, `import slipstream` still resolves to {found}"
+    return None
 
 
 def discover(
@@ -172,26 +213,10 @@ def discover(
     """The targets, each with the reason it cannot run here (if any).
 
     `preflight`: reasons found by `tenancy.preflight()` for the database targets (it checks
-    only the targets asked for: it connects to PostgreSQL and Redis and looks for files)."""
+    only the targets asked for: it connects to PostgreSQL and Redis and looks for files).
+    `baseline_src`: the other checkout's `src/` the baseline targets run (absolute)."""
     pre = preflight or {}
-    slip_missing, workers = None, False
-    if not SLIPSTREAM_BIN.exists():
-        slip_missing = f"{SLIPSTREAM_BIN} not found (pip install -e . into .venv)"
-    else:
-        help_text = subprocess.run(
-            [str(SLIPSTREAM_BIN), "serve", "--help"],
-            capture_output=True,
-            text=True,
-            env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"},
-        ).stdout
-        if "--config" not in help_text:
-            slip_missing = "`slipstream serve --config` is not available in this checkout yet"
-        workers = "--workers" in help_text
-    base_missing = None
-    if baseline_src is None:
-        base_missing = "no --baseline-src given"
-    elif not (baseline_src / "slipstream" / "__init__.py").exists():
-        base_missing = f"{baseline_src} has no slipstream package (give a checkout's src/)"
+    slip_missing, workers = slipstream_help()
     lite_missing = None
     if not litellm_bin.exists():
         lite_missing = (
@@ -199,23 +224,33 @@ def discover(
             "/tmp/litellm-venv/bin/pip install 'litellm[proxy]' prometheus_client)"
         )
     lite_auth = {"Authorization": f"Bearer {LITELLM_MASTER_KEY}"}
-    return {
+    found = {
         "direct": Target("direct"),
         "slipstream": Target("slipstream", missing=slip_missing, workers_flag=workers),
         # Its Authorization header (a virtual key) is made after the server starts.
         "slipstream-tenancy": Target(
             "slipstream-tenancy", missing=slip_missing or pre.get("slipstream-tenancy")
         ),
-        # --baseline-src: the same two, importing another checkout's code (PYTHONPATH)
-        "baseline": Target("baseline", missing=slip_missing or base_missing),
-        "baseline-tenancy": Target(
-            "baseline-tenancy",
-            missing=slip_missing or base_missing or pre.get("slipstream-tenancy"),
-        ),
         "litellm": Target("litellm", lite_auth, lite_missing),
         "litellm-db": Target("litellm-db", lite_auth, lite_missing or pre.get("litellm-db")),
         "lean": Target("lean"),
     }
+    base_missing, base_workers, env = "needs --baseline-src DIR", False, {}
+    if baseline_src is not None:
+        env = {"PYTHONPATH": str(baseline_src)}
+        base_missing = baseline_missing(baseline_src)
+        if base_missing is None:
+            base_missing, base_workers = slipstream_help(env)
+            if base_missing:
+                base_missing = f"with PYTHONPATH={baseline_src}: {base_missing}"
+    for name in BASELINE:
+        found[name] = Target(
+            name,
+            missing=base_missing or pre.get(name),
+            workers_flag=base_workers and name == "baseline",
+            env=env,
+        )
+    return found
 
 
 def litellm_version(litellm_bin: Path = LITELLM_BIN) -> str | None:

@@ -7,6 +7,8 @@
                       run's logs folder and in-process limits instead. Its clients send a
                       virtual key made through `POST /admin/keys`, with limits and a budget far
                       above what a run can use, so every stage runs and none refuses.
+  baseline-tenancy    the same for the --baseline-src code: its own fresh database (or SQLite
+                      file), its own team and key; the same Redis (ids are random, no clash)
   litellm-db          LiteLLM with a master key and `database_url` (a fresh PostgreSQL
                       database): its spend logging needs Prisma's engine binaries, which
                       download from binaries.prisma.sh at first start; `prisma_missing()` says
@@ -25,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from _gateway.names import TENANCY
 
 BENCH_MASTER_KEY = "sk-slipstream-bench-master"
 ADMIN_PROBE_PATH = "/admin/keys"
@@ -159,14 +163,12 @@ def preflight(
 ) -> dict[str, str]:
     """Why the asked-for database targets cannot run here, per target (cheap checks only)."""
     out: dict[str, str] = {}
-    tenancy_pg = store == "postgres" and any(
-        t in targets for t in ("slipstream-tenancy", "baseline-tenancy")
-    )
+    tenancy_pg = [t for t in TENANCY if t in targets] if store == "postgres" else []
     pg = pg_missing(pg_url) if tenancy_pg or "litellm-db" in targets else None
     if tenancy_pg:
         reason = pg or redis_missing(redis_url)
         if reason:
-            out["slipstream-tenancy"] = reason
+            out |= dict.fromkeys(tenancy_pg, reason)
     if "litellm-db" in targets and litellm_bin.exists():
         reason = pg or prisma_missing(litellm_bin)
         if reason:
