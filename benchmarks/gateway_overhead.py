@@ -67,9 +67,13 @@ Typical use (from the repository root):
   # keys, limits and spend embedded (SQLite file, in-process limits; no PostgreSQL or Redis):
   .venv/bin/python benchmarks/gateway_overhead.py --targets direct,slipstream,slipstream-tenancy --tenancy-store sqlite
   # no regression: this checkout against the commit before a change, side by side in one run
+  # (tenancy off and on; PostgreSQL + Redis by default, --tenancy-store sqlite for SQLite)
   git worktree add --detach /tmp/base HEAD~1
   .venv/bin/python benchmarks/gateway_overhead.py --phases load --baseline-src /tmp/base/src \
       --targets direct,slipstream,slipstream-tenancy,baseline,baseline-tenancy
+  # the same: with --baseline-src, each named slipstream target gets its baseline twin
+  .venv/bin/python benchmarks/gateway_overhead.py --phases load --baseline-src /tmp/base/src \
+      --targets direct,slipstream,slipstream-tenancy --tenancy-store sqlite
 """
 
 from __future__ import annotations
@@ -301,7 +305,13 @@ def main(argv: list[str] | None = None) -> int:
         "levels": args.levels,
         "logs": str(run_dir),
         "skipped": {n: found[n].missing for n in args.target_list if found[n].missing},
+        "checkout": git_info(REPO),
     }
+    if args.baseline_src is not None:
+        res["meta"]["baseline"] = {
+            "src": str(args.baseline_src),
+            **(git_info(args.baseline_src) or {}),
+        }
     rc = 0
     try:
         console.print("[bold]starting servers[/bold]")

@@ -15,7 +15,25 @@ TARGET_LABEL = {
     "litellm": "via LiteLLM proxy",
     "litellm-db": "via LiteLLM proxy + Postgres spend logs",
     "lean": "via bare pass-through (floor)",
+    "baseline": "via Slipstream, baseline",
+    "baseline-tenancy": "via Slipstream, baseline, keys + limits + spend on",
 }
+
+
+def _short(info: dict[str, Any] | None) -> str:
+    """A checkout as `1ad0d34` (`+ changes` when its tracked files differ from the commit)."""
+    if not info or not info.get("commit"):
+        return "?"
+    return str(info["commit"])[:7] + (" + uncommitted changes" if info.get("dirty") else "")
+
+
+def label(res: dict[str, Any], target: str) -> str:
+    """The path's label; the baseline's names its commit."""
+    text = TARGET_LABEL.get(target, target)
+    base = res.get("meta", {}).get("baseline")
+    if base and target in ("baseline", "baseline-tenancy"):
+        text = text.replace("baseline", f"baseline {_short(base)}", 1)
+    return text
 
 
 def _ms(v: float | None, digits: int = 3) -> str:
@@ -32,7 +50,9 @@ def _verdict(ok: bool | None) -> str:
 
 SUMMARY_COLUMNS = (
     ("slipstream", "Slipstream"),
+    ("baseline", "baseline"),
     ("slipstream-tenancy", "Slipstream + tenancy"),
+    ("baseline-tenancy", "baseline + tenancy"),
     ("litellm", "LiteLLM"),
     ("litellm-db", "LiteLLM + DB"),
 )
@@ -68,11 +88,11 @@ def summary_rows(res: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     if s.get("tenancy_rps_ratio") is not None:
         r = s["tenancy_rps_ratio"]
         ok = s.get("tenancy_rps_ratio_meets_target")
-        row(
-            f"req/s at concurrency {top}, ÷ Slipstream's without tenancy",
-            {"slipstream": "1×", "slipstream-tenancy": f"{r:.2f}×{_verdict(ok)}"},
-            "≥ 0.8×",
-        )
+        cells = {"slipstream": "1×", "slipstream-tenancy": f"{r:.2f}×{_verdict(ok)}"}
+        was = s.get("vs_baseline", {}).get("tenancy_rps_ratio", {}).get("baseline")
+        if was is not None:
+            cells |= {"baseline": "1×", "baseline-tenancy": f"{was:.2f}×{_verdict(was >= 0.8)}"}
+        row(f"req/s at concurrency {top}, ÷ Slipstream's without tenancy", cells, "≥ 0.8×")
     spend = s.get("spend", {})
     if spend:
         cells = {}
@@ -88,6 +108,62 @@ def summary_rows(res: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     return head, rows
 
 
+BASELINE_PAIRS = (
+    ("slipstream", "tenancy off: slipstream vs baseline"),
+    ("slipstream-tenancy", "tenancy on: slipstream-tenancy vs baseline-tenancy"),
+)
+
+
+def baseline_rows(res: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """This checkout against --baseline-src, one row per pair that ran: added p50 at
+    concurrency 1 (baseline, this checkout, difference) and req/s at the highest concurrency
+    (baseline, this checkout, this ÷ baseline). Empty rows when no baseline ran."""
+    vs = res.get("summary", {}).get("vs_baseline")
+    if not vs:
+        return [], []
+    top = vs.get("concurrency", "?")
+    head = [
+        "pair",
+        "added p50 c=1, baseline",
+        "this checkout",
+        "difference",
+        f"req/s c={top}, baseline",
+        "this checkout",
+        "this ÷ baseline",
+    ]
+    rows = []
+    for now, text in BASELINE_PAIRS:
+        p = vs.get("pairs", {}).get(now)
+        if not p:
+            continue
+        added, rps = p.get("added_p50_ms_c1", {}), p.get("rps", {})
+        delta, ratio = p.get("p50_delta_ms_c1"), p.get("rps_ratio")
+        rows.append(
+            [
+                text,
+                _ms(added.get("baseline")),
+                _ms(added.get("current")),
+                "–" if delta is None else f"{delta:+.3f} ms",
+                _num(rps.get("baseline")),
+                _num(rps.get("current")),
+                "–" if ratio is None else f"{ratio:.3f}×",
+            ]
+        )
+    return head, rows
+
+
+def _baseline_text(res: dict[str, Any]) -> str:
+    meta = res.get("meta", {})
+    base, now = meta.get("baseline") or {}, meta.get("checkout")
+    subject = f" ({base['subject']})" if base.get("subject") else ""
+    return (
+        f"This checkout ({_short(now)}) against the baseline {_short(base)}{subject}: the same "
+        f"`.venv/bin/slipstream` and config with `PYTHONPATH={base.get('src', '?')}`, in the "
+        "same alternating rounds. A regression shows as a positive difference in added p50 or "
+        "a ratio below 1×."
+    )
+
+
 def load_rows(res: dict[str, Any]) -> list[tuple[str, ...]]:
     """(path, concurrency, req/s, p50, p99, server CPU µs/request, errors) per load level."""
     rows = []
@@ -97,7 +173,7 @@ def load_rows(res: dict[str, Any]) -> list[tuple[str, ...]]:
             errs = sum(r["errors"] for r in m["rounds"])
             rows.append(
                 (
-                    TARGET_LABEL.get(target, target),
+                    label(res, target),
                     c,
                     _num(med["rps"]),
                     _ms(med["p50_ms"]),
@@ -131,6 +207,15 @@ def print_report(res: dict[str, Any], console: Console | None = None) -> None:
         for r in rows:
             t.add_row(*r)
         console.print(t)
+    head, rows = baseline_rows(res)
+    if rows:
+        base = meta.get("baseline") or {}
+        t = Table(title=f"Against the baseline {_short(base)} ({base.get('src', '?')})")
+        for col in head:
+            t.add_column(col, justify="left" if col == "pair" else "right")
+        for r in rows:
+            t.add_row(*r)
+        console.print(t)
     if res.get("first_byte"):
         t = Table(title="Streaming: time to the first SSE event (one request at a time)")
         for col in (
@@ -145,7 +230,7 @@ def print_report(res: dict[str, Any], console: Console | None = None) -> None:
             t.add_column(col, justify="left" if col == "path" else "right")
         for target, fb in res["first_byte"].items():
             t.add_row(
-                TARGET_LABEL.get(target, target),
+                label(res, target),
                 f"{fb['requests']:,}",
                 _ms(fb["first_event_p50_ms"]),
                 _ms(fb["first_event_p90_ms"]),
@@ -220,6 +305,11 @@ def markdown(res: dict[str, Any]) -> str:
     if rows:
         out += ["", "| " + " | ".join(["", *head[1:]]) + " |", "|" + "---|" * len(head)]
         out += ["| " + " | ".join(r) + " |" for r in rows]
+    head, rows = baseline_rows(res)
+    if rows:
+        out += ["", _baseline_text(res), ""]
+        out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        out += ["| " + " | ".join(r) + " |" for r in rows]
     fb = res.get("first_byte", {})
     if fb:
         out += [
@@ -230,7 +320,7 @@ def markdown(res: dict[str, Any]) -> str:
             "|---|---|---|---|",
         ]
         out += [
-            f"| {TARGET_LABEL.get(t, t)} | {_ms(f['first_event_p50_ms'])} | "
+            f"| {label(res, t)} | {_ms(f['first_event_p50_ms'])} | "
             f"{_ms(f['first_event_p99_ms'], 2)} | {_ms(f['complete_p50_ms'])} |"
             for t, f in fb.items()
         ]
@@ -247,7 +337,7 @@ def markdown(res: dict[str, Any]) -> str:
         parts = [f"{s['rss_main_mib']:.1f} MiB after {s['requests']:,}" for s in memory["samples"]]
         out.append(f"Slipstream RSS: {', '.join(parts)} requests.")
     for name, why in meta.get("skipped", {}).items():
-        out.append(f"\n{TARGET_LABEL.get(name, name)}: not measured — {why}.")
+        out.append(f"\n{label(res, name)}: not measured — {why}.")
     return "\n".join(out) + "\n"
 
 
