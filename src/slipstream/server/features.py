@@ -52,8 +52,13 @@ class Features:
             await self.tenancy.aclose()  # flushes the spend ledger
 
 
+def always_on() -> list[Feature]:
+    """The features every config has (each reads its settings per request)."""
+    return [Guardrails()]
+
+
 async def open_features(config: GatewayConfig, registry: CollectorRegistry) -> Features:
-    features = Features(others=[Guardrails()])
+    features = Features(others=always_on())
     if tenancy_enabled(config):
         features.tenancy = await asyncio.to_thread(Tenancy.from_config, config, registry)
         await features.tenancy.start()
@@ -63,7 +68,11 @@ async def open_features(config: GatewayConfig, registry: CollectorRegistry) -> F
 def describe_chain(config: GatewayConfig) -> Chain:
     """The chain `serve` would build for `config`, built from stand-ins that touch nothing
     (tenancy over an in-memory store: its stages are the same objects either way)."""
-    features: list[Feature] = [Guardrails()]
-    if tenancy_enabled(config):
-        features.append(Tenancy(Store.open(IN_MEMORY), master_key=None, config=config.tenancy))
-    return Chain.build(core_stages(GatewayMetrics(CollectorRegistry())), features)
+    features = always_on()
+    store = Store.open(IN_MEMORY) if tenancy_enabled(config) else None
+    if store is not None:
+        features.append(Tenancy(store, master_key=None, config=config.tenancy))
+    chain = Chain.build(core_stages(GatewayMetrics(CollectorRegistry())), features)
+    if store is not None:
+        store.close()  # the stages are built: nothing reads the stand-in store
+    return chain
